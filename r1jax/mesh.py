@@ -1,0 +1,36 @@
+"""Device meshes with the axes ("data", "fsdp", "tensor"), and multi-host start-up."""
+
+import os
+
+import jax
+import numpy as np
+from jax.sharding import Mesh
+
+AXES = ("data", "fsdp", "tensor")
+
+
+def make_mesh(data: int = -1, fsdp: int = 1, tensor: int = 1, devices=None) -> Mesh:
+    """A Mesh over ``devices`` (all by default); one axis size may be -1 for "the rest".
+
+    Built with ``jax.sharding.Mesh`` so the axes are Auto (``jax.make_mesh`` defaults to
+    Explicit axes, which the partition rules here do not use).
+    """
+    devices = jax.devices() if devices is None else devices
+    sizes = [data, fsdp, tensor]
+    if sizes.count(-1) > 1:
+        raise ValueError(f"at most one mesh axis may be -1, got {dict(zip(AXES, sizes))}")
+    known = int(np.prod([s for s in sizes if s != -1]))
+    if -1 in sizes:
+        if len(devices) % known:
+            raise ValueError(f"{len(devices)} devices do not divide into mesh {dict(zip(AXES, sizes))}")
+        sizes[sizes.index(-1)] = len(devices) // known
+    if int(np.prod(sizes)) != len(devices):
+        raise ValueError(f"mesh {dict(zip(AXES, sizes))} needs {int(np.prod(sizes))} devices, "
+                         f"have {len(devices)}")
+    return Mesh(np.asarray(devices).reshape(sizes), AXES)
+
+
+def initialize_distributed() -> None:
+    """Join a multi-host job (TPU pod slice) when this process is one of several; else nothing."""
+    if os.environ.get("TPU_WORKER_HOSTNAMES") or os.environ.get("JAX_COORDINATOR_ADDRESS"):
+        jax.distributed.initialize()

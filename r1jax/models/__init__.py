@@ -1,0 +1,25 @@
+"""The policy/reference/student decoder: configs, params, forward passes, HF checkpoints."""
+
+from r1jax.models.configs import (
+    Llama3RopeScaling,
+    ModelConfig,
+    get_config,
+    list_configs,
+    num_params,
+)
+from r1jax.models.hf import CheckpointError, load_hf, save_hf
+from r1jax.models.sharding import batch_sharding, param_shardings, shard_params
+from r1jax.models.transformer import (
+    abstract_params,
+    forward,
+    forward_cached,
+    init,
+    init_cache,
+    padding_positions,
+)
+
+__all__ = [
+    "CheckpointError", "Llama3RopeScaling", "ModelConfig", "abstract_params", "batch_sharding",
+    "forward", "forward_cached", "get_config", "init", "init_cache", "list_configs", "load_hf",
+    "num_params", "padding_positions", "param_shardings", "save_hf", "shard_params",
+]

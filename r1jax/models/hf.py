@@ -1,0 +1,237 @@
+"""Hugging Face checkpoints in and out: ``config.json`` plus single or sharded safetensors.
+
+Loading reads each tensor through the safetensors library's lazy slices and builds the jax array
+with ``jax.make_array_from_callback``: every device receives only its own shard, cast to the
+requested dtype on the host, so a 7B checkpoint never needs a second host copy of itself.
+"""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from safetensors import safe_open
+from safetensors.numpy import save_file
+
+from r1jax.models.configs import Llama3RopeScaling, ModelConfig
+from r1jax.models.sharding import param_shardings
+from r1jax.models.transformer import abstract_params, param_path
+
+_ARCHITECTURES = {"Qwen2ForCausalLM": "qwen2", "LlamaForCausalLM": "llama"}
+_LOADABLE_DTYPES = {"F32", "BF16", "F16"}
+# Tensors some checkpoints carry that the model recomputes or does not use.
+_IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
+_LAYER_TENSORS = {  # our path inside layers/i -> (HF name inside model.layers.i, transposed)
+    "attn_norm/scale": ("input_layernorm.weight", False),
+    "mlp_norm/scale": ("post_attention_layernorm.weight", False),
+    **{f"attn/{p}_proj/kernel": (f"self_attn.{p}_proj.weight", True) for p in "qkvo"},
+    **{f"attn/{p}_proj/bias": (f"self_attn.{p}_proj.bias", False) for p in "qkv"},
+    **{f"mlp/{p}_proj/kernel": (f"mlp.{p}_proj.weight", True) for p in ("gate", "up", "down")},
+}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that r1jax cannot load; the message names the file and the tensor or key."""
+
+
+def _hf_name(path: str) -> tuple[str, bool]:
+    """(HF tensor name, stored transposed) for one of our parameter paths."""
+    if path == "embed/embedding":
+        return "model.embed_tokens.weight", False
+    if path == "final_norm/scale":
+        return "model.norm.weight", False
+    if path == "lm_head/kernel":
+        return "lm_head.weight", True
+    _, index, rest = path.split("/", 2)
+    name, transposed = _LAYER_TENSORS[rest]
+    return f"model.layers.{index}.{name}", transposed
+
+
+def _rope_fields(hf: dict, config_path: str) -> tuple[float, Llama3RopeScaling | None]:
+    """Rope theta and llama3 scaling from either transformers 4.x or 5.x config keys."""
+    rope = dict(hf.get("rope_scaling") or {})
+    rope.update(hf.get("rope_parameters") or {})
+    theta = float(rope.get("rope_theta", hf.get("rope_theta", 10_000.0)))
+    kind = rope.get("rope_type", rope.get("type", "default"))
+    if kind == "default":
+        return theta, None
+    if kind != "llama3":
+        raise CheckpointError(f"{config_path}: rope type {kind!r} is not supported "
+                              "(supported: default, llama3)")
+    return theta, Llama3RopeScaling(
+        float(rope["factor"]), float(rope["low_freq_factor"]), float(rope["high_freq_factor"]),
+        int(rope["original_max_position_embeddings"]))
+
+
+def config_from_hf(hf: dict, config_path: str = "config.json") -> ModelConfig:
+    """A ModelConfig from a transformers config.json dict."""
+    archs = hf.get("architectures") or []
+    family = next((_ARCHITECTURES[a] for a in archs if a in _ARCHITECTURES), None)
+    if family is None:
+        raise CheckpointError(f"{config_path}: unsupported architecture {archs}; supported: "
+                              f"{', '.join(_ARCHITECTURES)}")
+    if hf.get("hidden_act", "silu") != "silu" or hf.get("mlp_bias") or hf.get("use_sliding_window"):
+        raise CheckpointError(f"{config_path}: only silu MLPs without bias and full attention "
+                              "are supported (hidden_act, mlp_bias, use_sliding_window)")
+    try:
+        theta, scaling = _rope_fields(hf, config_path)
+        heads = hf["num_attention_heads"]
+        return ModelConfig(
+            family=family,
+            vocab_size=hf["vocab_size"],
+            d_model=hf["hidden_size"],
+            num_layers=hf["num_hidden_layers"],
+            num_heads=heads,
+            num_kv_heads=hf.get("num_key_value_heads") or heads,
+            head_dim=hf.get("head_dim") or hf["hidden_size"] // heads,
+            ffn_dim=hf["intermediate_size"],
+            rope_theta=theta,
+            rms_eps=hf.get("rms_norm_eps", 1e-6),
+            tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
+            qkv_bias=family == "qwen2" or bool(hf.get("attention_bias", False)),
+            rope_scaling=scaling,
+            max_position=hf.get("max_position_embeddings", 32_768),
+        )
+    except KeyError as e:
+        raise CheckpointError(f"{config_path}: missing key {e.args[0]!r}") from None
+
+
+def config_to_hf(cfg: ModelConfig, dtype) -> dict:
+    """config.json contents that transformers 4.x and 5.x both read the same way."""
+    rope = {"rope_type": "default", "rope_theta": cfg.rope_theta}
+    if cfg.rope_scaling is not None:
+        s = cfg.rope_scaling
+        rope.update(rope_type="llama3", factor=s.factor, low_freq_factor=s.low_freq_factor,
+                    high_freq_factor=s.high_freq_factor,
+                    original_max_position_embeddings=s.original_max_position)
+    arch = {"qwen2": "Qwen2ForCausalLM", "llama": "LlamaForCausalLM"}[cfg.family]
+    out = {
+        "architectures": [arch],
+        "model_type": cfg.family,
+        "vocab_size": cfg.vocab_size,
+        "hidden_size": cfg.d_model,
+        "num_hidden_layers": cfg.num_layers,
+        "num_attention_heads": cfg.num_heads,
+        "num_key_value_heads": cfg.num_kv_heads,
+        "head_dim": cfg.head_dim,
+        "intermediate_size": cfg.ffn_dim,
+        "hidden_act": "silu",
+        "rms_norm_eps": cfg.rms_eps,
+        "tie_word_embeddings": cfg.tie_embeddings,
+        "max_position_embeddings": cfg.max_position,
+        "rope_theta": cfg.rope_theta,  # transformers 4.x
+        "rope_scaling": None if cfg.rope_scaling is None else rope,  # transformers 4.x
+        "rope_parameters": rope,  # transformers 5.x
+        "dtype": jnp.dtype(dtype).name,
+    }
+    if cfg.family == "llama":
+        out.update(attention_bias=cfg.qkv_bias, mlp_bias=False)
+    else:
+        out.update(use_sliding_window=False)
+    return out
+
+
+def _tensor_files(path: str) -> dict[str, str]:
+    """HF tensor name -> safetensors file, from the index or the single file."""
+    index = os.path.join(path, "model.safetensors.index.json")
+    if os.path.exists(index):
+        with open(index) as f:
+            weight_map = json.load(f)["weight_map"]
+        return {name: os.path.join(path, file) for name, file in weight_map.items()}
+    single = os.path.join(path, "model.safetensors")
+    if not os.path.exists(single):
+        raise CheckpointError(f"{path}: no model.safetensors or model.safetensors.index.json")
+    with safe_open(single, framework="numpy") as f:
+        return {name: single for name in f.keys()}
+
+
+def load_hf(path: str, dtype=jnp.float32, mesh=None):
+    """(cfg, params) from an HF checkpoint directory, cast to ``dtype``.
+
+    With a mesh, every parameter is created with its partition-rule sharding; otherwise on the
+    default device. Raises CheckpointError naming the file and tensor for an unsupported
+    architecture, a missing, misshapen or wrongly typed tensor, or an unexpected one.
+    """
+    config_path = os.path.join(path, "config.json")
+    if not os.path.exists(config_path):
+        raise CheckpointError(f"{path}: no config.json (expected an HF checkpoint directory)")
+    with open(config_path) as f:
+        cfg = config_from_hf(json.load(f), config_path)
+    files = _tensor_files(path)
+    target = abstract_params(cfg, dtype)
+    if mesh is None:
+        device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        shardings = jax.tree.map(lambda _: device, target)
+    else:
+        shardings = param_shardings(cfg, mesh, dtype)
+    handles = {}
+
+    def load(key_path, leaf, sharding):
+        ours = param_path(key_path)
+        name, transposed = _hf_name(ours)
+        if name not in files:
+            raise CheckpointError(f"{path}: tensor {name!r} is missing")
+        file = files[name]
+        if file not in handles:
+            handles[file] = safe_open(file, framework="numpy")
+        lazy = handles[file].get_slice(name)
+        shape, stored = tuple(lazy.get_shape()), lazy.get_dtype()
+        expected = leaf.shape[::-1] if transposed else leaf.shape
+        if stored not in _LOADABLE_DTYPES:
+            raise CheckpointError(f"{file}: tensor {name!r} has dtype {stored}; "
+                                  f"expected one of {sorted(_LOADABLE_DTYPES)}")
+        if shape != tuple(expected):
+            raise CheckpointError(f"{file}: tensor {name!r} has shape {list(shape)}, "
+                                  f"expected {list(expected)} for this config")
+
+        def shard(index):
+            if transposed:
+                return np.ascontiguousarray(lazy[index[::-1]].T).astype(leaf.dtype)
+            return np.asarray(lazy[index]).astype(leaf.dtype)
+
+        return jax.make_array_from_callback(leaf.shape, sharding, shard)
+
+    params = jax.tree_util.tree_map_with_path(load, target, shardings)
+    expected_names = {_hf_name(param_path(kp))[0]
+                      for kp, _ in jax.tree_util.tree_leaves_with_path(target)}
+    unexpected = sorted(n for n in files if n not in expected_names
+                        and not n.endswith(_IGNORED_SUFFIXES)
+                        and not (cfg.tie_embeddings and n == "lm_head.weight"))
+    if unexpected:
+        raise CheckpointError(f"{path}: tensors this config does not use: {unexpected[:5]}")
+    return cfg, params
+
+
+def save_hf(cfg: ModelConfig, params, out_dir: str, max_shard_bytes: int = 4 << 30):
+    """Write config.json and safetensors (sharded with an index past ``max_shard_bytes``)."""
+    os.makedirs(out_dir, exist_ok=True)
+    tensors = {}
+    for key_path, value in jax.tree_util.tree_leaves_with_path(params):
+        name, transposed = _hf_name(param_path(key_path))
+        array = np.asarray(jax.device_get(value))
+        tensors[name] = np.ascontiguousarray(array.T if transposed else array)
+    dtype = params["embed"]["embedding"].dtype
+    with open(os.path.join(out_dir, "config.json"), "w") as f:
+        json.dump(config_to_hf(cfg, dtype), f, indent=2)
+    shards, size = [{}], 0
+    for name in sorted(tensors):
+        nbytes = tensors[name].nbytes
+        if shards[-1] and size + nbytes > max_shard_bytes:
+            shards.append({})
+            size = 0
+        shards[-1][name] = tensors[name]
+        size += nbytes
+    metadata = {"format": "pt"}  # transformers refuses safetensors without it
+    if len(shards) == 1:
+        save_file(shards[0], os.path.join(out_dir, "model.safetensors"), metadata=metadata)
+        return
+    weight_map = {}
+    for i, shard in enumerate(shards):
+        file = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
+        save_file(shard, os.path.join(out_dir, file), metadata=metadata)
+        weight_map.update(dict.fromkeys(shard, file))
+    index = {"metadata": {"total_size": sum(t.nbytes for t in tensors.values())},
+             "weight_map": weight_map}
+    with open(os.path.join(out_dir, "model.safetensors.index.json"), "w") as f:
+        json.dump(index, f, indent=2)

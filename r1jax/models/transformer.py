@@ -1,0 +1,217 @@
+"""The decoder: Qwen2/Qwen2.5 and Llama 3.x in one Flax NNX implementation.
+
+Pre-norm blocks of RMSNorm -> grouped-query attention with rope -> RMSNorm -> SwiGLU MLP, with the
+numerics of transformers' implementation (norms and softmax in float32, rope in the rotate-half
+layout), so that HF checkpoints give the same logits.
+
+The NNX modules only hold the parameter tree. Callers use the pure functions at the bottom:
+``init``, ``forward`` and ``forward_cached`` take ``params`` as a plain nested dict of arrays
+(``nnx.split`` state as a pure dict) and merge it into the module inside the traced function.
+
+Shapes: B batch, T query length, S key/cache length, D model width, H query heads, K key/value
+heads, G = H // K heads per kv head, E head dim, F MLP width, V vocabulary.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from r1jax.models.configs import ModelConfig, rope_inv_freq
+
+# A finite "minus infinity": rows with no valid key (padding queries) stay finite instead of NaN,
+# so that garbage in padding rows never reaches real rows through 0 * NaN.
+_MASK_VALUE = -1e30
+_INIT = nnx.initializers.normal(0.02)
+
+
+class RMSNorm(nnx.Module):
+    def __init__(self, dim: int, eps: float, dtype):
+        self.scale = nnx.Param(jnp.ones((dim,), dtype))
+        self.eps = eps
+
+    def __call__(self, x):
+        x32 = x.astype(jnp.float32)
+        x32 = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+        return self.scale[...] * x32.astype(x.dtype)
+
+
+def _linear(d_in, d_out, bias, dtype, rngs):
+    return nnx.Linear(d_in, d_out, use_bias=bias, kernel_init=_INIT, dtype=dtype,
+                      param_dtype=dtype, rngs=rngs)
+
+
+def apply_rope(x_BXTE, positions_BT, inv_freq_E2):
+    """Rotate-half rope (transformers' layout: the two halves of the head are the pair)."""
+    angles_BTE2 = positions_BT.astype(jnp.float32)[..., None] * inv_freq_E2
+    cos = jnp.cos(angles_BTE2)[:, None].astype(x_BXTE.dtype)
+    sin = jnp.sin(angles_BTE2)[:, None].astype(x_BXTE.dtype)
+    x1, x2 = jnp.split(x_BXTE, 2, axis=-1)
+    return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+
+
+class Attention(nnx.Module):
+    def __init__(self, cfg: ModelConfig, dtype, rngs):
+        q, kv = cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim
+        self.q_proj = _linear(cfg.d_model, q, cfg.qkv_bias, dtype, rngs)
+        self.k_proj = _linear(cfg.d_model, kv, cfg.qkv_bias, dtype, rngs)
+        self.v_proj = _linear(cfg.d_model, kv, cfg.qkv_bias, dtype, rngs)
+        self.o_proj = _linear(q, cfg.d_model, False, dtype, rngs)
+        self.cfg = cfg
+
+    def __call__(self, x_BTD, positions_BT, inv_freq, mask_BTS, cache, cache_index):
+        cfg = self.cfg
+        B, T, _ = x_BTD.shape
+        K, E = cfg.num_kv_heads, cfg.head_dim
+        G = cfg.num_heads // K
+        q = self.q_proj(x_BTD).reshape(B, T, K * G, E).transpose(0, 2, 1, 3)
+        k = self.k_proj(x_BTD).reshape(B, T, K, E).transpose(0, 2, 1, 3)
+        v = self.v_proj(x_BTD).reshape(B, T, K, E).transpose(0, 2, 1, 3)
+        q_BHTE, k_BKTE = apply_rope(q, positions_BT, inv_freq), apply_rope(k, positions_BT, inv_freq)
+        if cache is None:
+            k_BKSE, v_BKSE = k_BKTE, v
+        else:
+            start = (0, 0, cache_index, 0)
+            k_BKSE = jax.lax.dynamic_update_slice(cache["k"], k_BKTE.astype(cache["k"].dtype), start)
+            v_BKSE = jax.lax.dynamic_update_slice(cache["v"], v.astype(cache["v"].dtype), start)
+            cache = {"k": k_BKSE, "v": v_BKSE}
+        q_BKGTE = q_BHTE.reshape(B, K, G, T, E)
+        scores = jnp.einsum("bkgte,bkse->bkgts", q_BKGTE, k_BKSE.astype(q_BKGTE.dtype),
+                            preferred_element_type=jnp.float32) * (E ** -0.5)
+        scores = jnp.where(mask_BTS[:, None, None], scores, _MASK_VALUE)
+        probs = jax.nn.softmax(scores, axis=-1).astype(v_BKSE.dtype)
+        out_BKGTE = jnp.einsum("bkgts,bkse->bkgte", probs, v_BKSE)
+        out_BTD = out_BKGTE.reshape(B, K * G, T, E).transpose(0, 2, 1, 3).reshape(B, T, K * G * E)
+        return self.o_proj(out_BTD.astype(x_BTD.dtype)), cache
+
+
+class MLP(nnx.Module):
+    def __init__(self, cfg: ModelConfig, dtype, rngs):
+        self.gate_proj = _linear(cfg.d_model, cfg.ffn_dim, False, dtype, rngs)
+        self.up_proj = _linear(cfg.d_model, cfg.ffn_dim, False, dtype, rngs)
+        self.down_proj = _linear(cfg.ffn_dim, cfg.d_model, False, dtype, rngs)
+
+    def __call__(self, x):
+        return self.down_proj(jax.nn.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class Block(nnx.Module):
+    def __init__(self, cfg: ModelConfig, dtype, rngs):
+        self.attn_norm = RMSNorm(cfg.d_model, cfg.rms_eps, dtype)
+        self.attn = Attention(cfg, dtype, rngs)
+        self.mlp_norm = RMSNorm(cfg.d_model, cfg.rms_eps, dtype)
+        self.mlp = MLP(cfg, dtype, rngs)
+
+    def __call__(self, x, positions, inv_freq, mask, cache, cache_index):
+        h, cache = self.attn(self.attn_norm(x), positions, inv_freq, mask, cache, cache_index)
+        x = x + h
+        return x + self.mlp(self.mlp_norm(x)), cache
+
+
+class Transformer(nnx.Module):
+    def __init__(self, cfg: ModelConfig, dtype, rngs):
+        self.embed = nnx.Embed(cfg.vocab_size, cfg.d_model, embedding_init=_INIT, dtype=dtype,
+                               param_dtype=dtype, rngs=rngs)
+        self.layers = nnx.List([Block(cfg, dtype, rngs) for _ in range(cfg.num_layers)])
+        self.final_norm = RMSNorm(cfg.d_model, cfg.rms_eps, dtype)
+        if not cfg.tie_embeddings:
+            self.lm_head = _linear(cfg.d_model, cfg.vocab_size, False, dtype, rngs)
+        self.cfg = cfg
+
+    def __call__(self, tokens_BT, positions_BT, mask_BTS, caches=None, cache_index=0):
+        """(final-normed hidden states [B, T, D], updated caches or None)."""
+        inv_freq = jnp.asarray(rope_inv_freq(self.cfg), jnp.float32)
+        x = self.embed(tokens_BT)
+        new_caches = []
+        for i, layer in enumerate(self.layers):
+            x, cache = layer(x, positions_BT, inv_freq, mask_BTS,
+                             None if caches is None else caches[i], cache_index)
+            new_caches.append(cache)
+        return self.final_norm(x), (None if caches is None else new_caches)
+
+    def logits(self, x):
+        """float32 logits of hidden states (the tied embedding or the untied head)."""
+        out = self.embed.attend(x) if self.cfg.tie_embeddings else self.lm_head(x)
+        return out.astype(jnp.float32)
+
+
+@functools.lru_cache(maxsize=None)
+def _graphdef(cfg: ModelConfig, dtype):
+    return nnx.graphdef(nnx.eval_shape(lambda: Transformer(cfg, dtype, nnx.Rngs(0))))
+
+
+def param_path(key_path) -> str:
+    """"layers/3/attn/q_proj/kernel" for a params-tree key path."""
+    return "/".join(str(getattr(k, "key", k)) for k in key_path)
+
+
+def abstract_params(cfg: ModelConfig, dtype=jnp.float32):
+    """The params tree as ShapeDtypeStructs (no memory): for shardings and checkpoint loading."""
+    model = nnx.eval_shape(lambda: Transformer(cfg, dtype, nnx.Rngs(0)))
+    return nnx.to_pure_dict(nnx.state(model))
+
+
+def init(cfg: ModelConfig, rng, dtype=jnp.float32):
+    """Randomly initialised params (normal(0.02) weights, zero biases, unit norms)."""
+    if not jnp.issubdtype(rng.dtype, jax.dtypes.prng_key):
+        rng = jax.random.wrap_key_data(rng)  # a legacy uint32 PRNGKey
+    return nnx.to_pure_dict(nnx.state(Transformer(cfg, dtype, nnx.Rngs(rng))))
+
+
+def _module(cfg, params):
+    dtype = params["embed"]["embedding"].dtype
+    return nnx.merge(_graphdef(cfg, jnp.dtype(dtype)), params)
+
+
+def padding_positions(attention_mask_BT):
+    """Positions that count only real tokens: 0 at the first real token of each row."""
+    return jnp.maximum(jnp.cumsum(attention_mask_BT.astype(jnp.int32), axis=-1) - 1, 0)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def forward(cfg: ModelConfig, params, tokens_BT, positions_BT=None, attention_mask_BT=None):
+    """Logits float32 [B, T, V] of a causal forward pass over int32 tokens [B, T].
+
+    ``attention_mask_BT`` (True for real tokens) excludes padding from every query's keys; with it
+    and no explicit positions, positions count real tokens only (``padding_positions``), so a
+    left- or right-padded row gives exactly the logits of the unpadded sequence at its real tokens.
+    Without a mask, positions are 0..T-1.
+    """
+    T = tokens_BT.shape[1]
+    if attention_mask_BT is None:
+        attention_mask_BT = jnp.ones(tokens_BT.shape, bool)
+    attention_mask_BT = attention_mask_BT.astype(bool)
+    if positions_BT is None:
+        positions_BT = padding_positions(attention_mask_BT)
+    causal_TS = jnp.tril(jnp.ones((T, T), bool))
+    mask_BTS = causal_TS[None] & attention_mask_BT[:, None, :]
+    model = _module(cfg, params)
+    hidden_BTD, _ = model(tokens_BT, positions_BT, mask_BTS)
+    return model.logits(hidden_BTD)
+
+
+def init_cache(cfg: ModelConfig, batch: int, length: int, dtype=jnp.float32):
+    """An empty KV cache: per layer ``{"k", "v"}`` of shape [B, K, S, E]."""
+    shape = (batch, cfg.num_kv_heads, length, cfg.head_dim)
+    return [{"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)}
+            for _ in range(cfg.num_layers)]
+
+
+def forward_cached(cfg: ModelConfig, params, tokens_BT, positions_BT, cache, cache_index,
+                   key_valid_BS):
+    """A forward pass over T new tokens that reads and extends a KV cache.
+
+    The new tokens' keys and values are written at cache slots ``cache_index .. cache_index+T-1``;
+    query t attends to slots ``<= cache_index + t`` that ``key_valid_BS`` marks as real (the
+    caller marks the new slots). Returns (float32 logits [B, V] of the last new token, updated
+    cache): only the last position's logits are computed, so a long prefill never materialises
+    [B, T, V]. Not jitted on its own: it is traced inside the sampler's jitted loop.
+    """
+    T, S = tokens_BT.shape[1], key_valid_BS.shape[1]
+    query_slot_T = cache_index + jnp.arange(T)
+    causal_TS = jnp.arange(S)[None, :] <= query_slot_T[:, None]
+    mask_BTS = causal_TS[None] & key_valid_BS[:, None, :]
+    model = _module(cfg, params)
+    hidden_BTD, cache = model(tokens_BT, positions_BT, mask_BTS, cache, cache_index)
+    return model.logits(hidden_BTD[:, -1]), cache

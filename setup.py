@@ -1,0 +1,37 @@
+"""r1jax: the DeepSeek-R1 recipe (GRPO, R1-Zero, the R1 pipeline, evaluation) in JAX."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="r1jax",
+    version="0.1.0",
+    description="Reproduce and extend DeepSeek-R1 (GRPO, R1-Zero, distillation) in JAX",
+    python_requires=">=3.10",
+    packages=find_packages(include=["r1jax", "r1jax.*"]),
+    install_requires=[
+        "jax>=0.7",
+        "flax>=0.11",
+        "optax",
+        "orbax-checkpoint",
+        "grain",
+        "sentencepiece",
+        "ml_collections",
+        "tensorflow-datasets",
+        "array-record",
+        "safetensors",
+        "tokenizers",
+        "numpy",
+        "math-verify",
+        "lingua-language-detector",
+        "tensorboardX",
+        "matplotlib",
+        "tqdm",
+        "jinja2",
+    ],
+    extras_require={
+        "test": ["pytest", "hypothesis"],
+        # transformers (with CPU torch) writes the parity fixtures and runs the live parity tests.
+        "hf": ["transformers>=4.45", "torch"],
+        "tpu": ["jax[tpu]"],
+    },
+)

@@ -1,0 +1,113 @@
+"""The decoder against independent references: published sizes, unpadded and uncached passes."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from r1jax import models
+from r1jax.mesh import make_mesh
+
+# Published parameter counts (model cards / config-derived totals), in billions.
+PUBLISHED_BILLIONS = {
+    "qwen2.5-0.5b": 0.494, "qwen2.5-1.5b": 1.54, "qwen2.5-7b": 7.62, "qwen2.5-math-1.5b": 1.54,
+    "qwen2.5-math-7b": 7.62, "llama-3.2-1b": 1.24, "llama-3.1-8b": 8.03,
+}
+
+TINY_LLAMA = models.get_config("tiny", family="llama", qkv_bias=False, tie_embeddings=True,
+                               rope_scaling=models.Llama3RopeScaling(4.0, 1.0, 4.0, 16))
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_BILLIONS))
+def test_published_parameter_counts(name):
+    billions = models.num_params(models.get_config(name)) / 1e9
+    assert float(f"{billions:.3g}") == PUBLISHED_BILLIONS[name]
+
+
+@pytest.mark.parametrize("name", ["tiny", "toy-1m"])
+def test_num_params_counts_the_initialised_arrays(name):
+    cfg = models.get_config(name)
+    shapes = models.abstract_params(cfg)
+    assert sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes)) == models.num_params(cfg)
+
+
+def test_unknown_config_and_bad_fields_are_named():
+    with pytest.raises(KeyError, match="qwen9"):
+        models.get_config("qwen9")
+    with pytest.raises(ValueError, match="num_kv_heads"):
+        models.get_config("tiny", num_kv_heads=3)
+
+
+@pytest.fixture(scope="module", params=["qwen2", "llama"])
+def model(request):
+    cfg = models.get_config("tiny") if request.param == "qwen2" else TINY_LLAMA
+    params = models.init(cfg, jax.random.key(0))
+    # Non-trivial biases and norms, so that their handling is exercised.
+    params = jax.tree.map(lambda x: x + 0.05 * jax.random.normal(jax.random.key(1), x.shape), params)
+    return cfg, params
+
+
+def _ragged(seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.integers(1, 250, size=n).tolist() for n in (5, 11, 1, 8)]
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_padded_batch_equals_unpadded_rows(model, side):
+    cfg, params = model
+    rows = _ragged()
+    width = max(map(len, rows)) + 2
+    tokens = np.zeros((len(rows), width), np.int32)
+    mask = np.zeros_like(tokens, bool)
+    for i, row in enumerate(rows):
+        where = slice(width - len(row), width) if side == "left" else slice(0, len(row))
+        tokens[i, where], mask[i, where] = row, True
+    batched = np.asarray(models.forward(cfg, params, tokens, attention_mask_BT=mask))
+    for i, row in enumerate(rows):
+        alone = np.asarray(models.forward(cfg, params, jnp.asarray([row])))[0]
+        np.testing.assert_allclose(batched[i][mask[i]], alone, atol=1e-5, rtol=1e-5)
+
+
+def test_cached_decoding_equals_full_forward(model):
+    """Prefill a left-padded prompt, then feed tokens one at a time through the cache."""
+    cfg, params = model
+    prompt, continuation = [5, 9, 17, 3], [40, 41, 42, 7, 99]
+    pad = 3
+    full = np.asarray(models.forward(cfg, params, jnp.asarray([prompt + continuation])))[0]
+    S = pad + len(prompt) + len(continuation)
+    tokens = jnp.asarray([[0] * pad + prompt])
+    key_valid = jnp.zeros((1, S), bool).at[0, pad:pad + len(prompt)].set(True)
+    cache = models.init_cache(cfg, 1, S)
+    positions = models.padding_positions(key_valid[:, :pad + len(prompt)])
+    logits, cache = models.forward_cached(cfg, params, tokens, positions, cache, 0, key_valid)
+    np.testing.assert_allclose(logits[0], full[len(prompt) - 1], atol=1e-5)
+    for i, tok in enumerate(continuation):
+        slot = pad + len(prompt) + i
+        key_valid = key_valid.at[0, slot].set(True)
+        logits, cache = models.forward_cached(cfg, params, jnp.asarray([[tok]]),
+                                              jnp.asarray([[len(prompt) + i]]), cache, slot,
+                                              key_valid)
+        np.testing.assert_allclose(logits[0], full[len(prompt) + i], atol=1e-5)
+
+
+def test_sharded_forward_equals_single_device(model):
+    cfg, params = model
+    assert jax.device_count() == 8, "tests/conftest.py should provide eight CPU devices"
+    mesh = make_mesh(data=1, fsdp=2, tensor=4)
+    sharded = models.shard_params(cfg, params, mesh)
+    specs = {s.spec for s in jax.tree.leaves(jax.tree.map(lambda x: x.sharding, sharded))}
+    assert any("tensor" in str(s) for s in specs) and any("fsdp" in str(s) for s in specs)
+    tokens = jnp.asarray(np.random.default_rng(0).integers(1, 250, (4, 12)), jnp.int32)
+    tokens_sharded = jax.device_put(tokens, models.batch_sharding(mesh))
+    expected = models.forward(cfg, params, tokens)
+    got = models.forward(cfg, sharded, tokens_sharded)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(expected), atol=1e-5, rtol=1e-5)
+
+
+def test_bf16_params_give_float32_logits_close_to_fp32(model):
+    cfg, params = model
+    tokens = jnp.asarray([[3, 1, 4, 1, 5, 9, 2, 6]])
+    fp32 = models.forward(cfg, params, tokens)
+    bf16 = models.forward(cfg, jax.tree.map(lambda x: x.astype(jnp.bfloat16), params), tokens)
+    assert bf16.dtype == jnp.float32
+    np.testing.assert_allclose(bf16, fp32, atol=0.05)
