@@ -132,18 +132,29 @@ def config_to_hf(cfg: ModelConfig, dtype) -> dict:
     return out
 
 
+def _open(file: str):
+    try:
+        return safe_open(file, framework="numpy")
+    except Exception as e:  # the library's messages do not name the file
+        raise CheckpointError(f"{file}: not a readable safetensors file ({e})") from None
+
+
 def _tensor_files(path: str) -> dict[str, str]:
     """HF tensor name -> safetensors file, from the index or the single file."""
     index = os.path.join(path, "model.safetensors.index.json")
     if os.path.exists(index):
         with open(index) as f:
             weight_map = json.load(f)["weight_map"]
-        return {name: os.path.join(path, file) for name, file in weight_map.items()}
+        files = {name: os.path.join(path, file) for name, file in weight_map.items()}
+        for file in sorted(set(files.values())):
+            if not os.path.exists(file):
+                raise CheckpointError(f"{index} names {os.path.basename(file)}, which is missing")
+        return files
     single = os.path.join(path, "model.safetensors")
     if not os.path.exists(single):
         raise CheckpointError(f"{path}: no model.safetensors or model.safetensors.index.json")
-    with safe_open(single, framework="numpy") as f:
-        return {name: single for name in f.keys()}
+    with _open(single) as f:
+        return dict.fromkeys(f.keys(), single)
 
 
 def load_hf(path: str, dtype=jnp.float32, mesh=None):
@@ -152,6 +163,8 @@ def load_hf(path: str, dtype=jnp.float32, mesh=None):
     With a mesh, every parameter is created with its partition-rule sharding; otherwise on the
     default device. Raises CheckpointError naming the file and tensor for an unsupported
     architecture, a missing, misshapen or wrongly typed tensor, or an unexpected one.
+    Each file is opened per tensor and closed after it, so mapped pages of tensors already
+    placed are not held while the rest load.
     """
     config_path = os.path.join(path, "config.json")
     if not os.path.exists(config_path):
@@ -160,39 +173,6 @@ def load_hf(path: str, dtype=jnp.float32, mesh=None):
         cfg = config_from_hf(json.load(f), config_path)
     files = _tensor_files(path)
     target = abstract_params(cfg, dtype)
-    if mesh is None:
-        device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-        shardings = jax.tree.map(lambda _: device, target)
-    else:
-        shardings = param_shardings(cfg, mesh, dtype)
-    handles = {}
-
-    def load(key_path, leaf, sharding):
-        ours = param_path(key_path)
-        name, transposed = _hf_name(ours)
-        if name not in files:
-            raise CheckpointError(f"{path}: tensor {name!r} is missing")
-        file = files[name]
-        if file not in handles:
-            handles[file] = safe_open(file, framework="numpy")
-        lazy = handles[file].get_slice(name)
-        shape, stored = tuple(lazy.get_shape()), lazy.get_dtype()
-        expected = leaf.shape[::-1] if transposed else leaf.shape
-        if stored not in _LOADABLE_DTYPES:
-            raise CheckpointError(f"{file}: tensor {name!r} has dtype {stored}; "
-                                  f"expected one of {sorted(_LOADABLE_DTYPES)}")
-        if shape != tuple(expected):
-            raise CheckpointError(f"{file}: tensor {name!r} has shape {list(shape)}, "
-                                  f"expected {list(expected)} for this config")
-
-        def shard(index):
-            if transposed:
-                return np.ascontiguousarray(lazy[index[::-1]].T).astype(leaf.dtype)
-            return np.asarray(lazy[index]).astype(leaf.dtype)
-
-        return jax.make_array_from_callback(leaf.shape, sharding, shard)
-
-    params = jax.tree_util.tree_map_with_path(load, target, shardings)
     expected_names = {_hf_name(param_path(kp))[0]
                       for kp, _ in jax.tree_util.tree_leaves_with_path(target)}
     unexpected = sorted(n for n in files if n not in expected_names
@@ -200,7 +180,36 @@ def load_hf(path: str, dtype=jnp.float32, mesh=None):
                         and not (cfg.tie_embeddings and n == "lm_head.weight"))
     if unexpected:
         raise CheckpointError(f"{path}: tensors this config does not use: {unexpected[:5]}")
-    return cfg, params
+    if mesh is None:
+        device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        shardings = jax.tree.map(lambda _: device, target)
+    else:
+        shardings = param_shardings(cfg, mesh, dtype)
+
+    def load(key_path, leaf, sharding):
+        name, transposed = _hf_name(param_path(key_path))
+        if name not in files:
+            raise CheckpointError(f"{path}: tensor {name!r} is missing")
+        file = files[name]
+        with _open(file) as handle:
+            lazy = handle.get_slice(name)
+            shape, stored = tuple(lazy.get_shape()), lazy.get_dtype()
+            expected = leaf.shape[::-1] if transposed else leaf.shape
+            if stored not in _LOADABLE_DTYPES:
+                raise CheckpointError(f"{file}: tensor {name!r} has dtype {stored}; "
+                                      f"expected one of {sorted(_LOADABLE_DTYPES)}")
+            if shape != tuple(expected):
+                raise CheckpointError(f"{file}: tensor {name!r} has shape {list(shape)}, "
+                                      f"expected {list(expected)} for this config")
+
+            def shard(index):  # asarray(dtype=) copies only when the dtype changes
+                if transposed:
+                    return np.asarray(lazy[index[::-1]], dtype=leaf.dtype).T
+                return np.asarray(lazy[index], dtype=leaf.dtype)
+
+            return jax.make_array_from_callback(leaf.shape, sharding, shard)
+
+    return cfg, jax.tree_util.tree_map_with_path(load, target, shardings)
 
 
 def save_hf(cfg: ModelConfig, params, out_dir: str, max_shard_bytes: int = 4 << 30):
