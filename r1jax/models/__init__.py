@@ -16,10 +16,12 @@ from r1jax.models.transformer import (
     init,
     init_cache,
     padding_positions,
+    token_logprobs,
 )
 
 __all__ = [
     "CheckpointError", "Llama3RopeScaling", "ModelConfig", "abstract_params", "batch_sharding",
     "forward", "forward_cached", "get_config", "init", "init_cache", "list_configs", "load_hf",
     "num_params", "padding_positions", "param_shardings", "save_hf", "shard_params",
+    "token_logprobs",
 ]

@@ -228,3 +228,18 @@ def forward_cached(cfg: ModelConfig, params, tokens_BT, positions_BT, cache, cac
     model = _module(cfg, params)
     hidden_BTD, cache = model(tokens_BT, positions_BT, mask_BTS, cache, cache_index)
     return model.logits(hidden_BTD[:, -1]), cache
+
+
+def token_logprobs(cfg: ModelConfig, params, tokens_BT, attention_mask_BT, temperature=1.0):
+    """Log-probs of tokens[:, 1:] given their prefixes, and the entropies of those distributions.
+
+    Returns (logprobs float32 [B, T-1], entropy float32 [B, T-1]) under softmax(logits / T), the
+    quantities both the GRPO loss (old/new/reference policy) and next-token training need.
+    Positions count real tokens only, as in ``forward``, so a left-padded prompt followed by a
+    completion gets the sampler's positions.
+    """
+    logits = forward(cfg, params, tokens_BT, attention_mask_BT=attention_mask_BT)[:, :-1]
+    logp_BTV = jax.nn.log_softmax(logits / temperature, axis=-1)
+    chosen = jnp.take_along_axis(logp_BTV, tokens_BT[:, 1:, None], axis=-1)[..., 0]
+    entropy = -jnp.sum(jnp.exp(logp_BTV) * logp_BTV, axis=-1)
+    return chosen, entropy

@@ -1,0 +1,43 @@
+"""Checkpoints through orbax: the array state (policy, reference, optimizer) and a JSON part.
+
+The JSON part holds what is not an array: the step, the data iterator's state, counters. Saves
+are asynchronous (training continues while orbax writes); a save is only visible once complete,
+so a run killed mid-save restarts from the previous checkpoint.
+"""
+
+import os
+
+import jax
+import orbax.checkpoint as ocp
+
+
+class Checkpointer:
+    """Saves and restores ``(state, meta)`` pairs under ``workdir/checkpoints/<step>``."""
+
+    def __init__(self, workdir: str, max_to_keep: int = 2, async_save: bool = True):
+        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,
+                                               enable_async_checkpointing=async_save)
+        self._manager = ocp.CheckpointManager(
+            os.path.abspath(os.path.join(workdir, "checkpoints")), options=options)
+
+    def latest_step(self) -> int | None:
+        return self._manager.latest_step()
+
+    def save(self, step: int, state, meta: dict) -> None:
+        self._manager.save(step, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
+
+    def restore(self, step: int, like_state):
+        """(state, meta) of ``step``; arrays get the shapes, dtypes and shardings of ``like_state``."""
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like_state)
+        restored = self._manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+        return restored["state"], restored["meta"]
+
+    def wait(self) -> None:
+        """Block until pending asynchronous saves are on disk."""
+        self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        self._manager.wait_until_finished()
+        self._manager.close()

@@ -1,0 +1,185 @@
+"""The toy world's pretraining corpus: train-split problems in the R1-Zero template, answered the
+way a base model that mostly guesses would answer them.
+
+Every document is one line: the R1-Zero prompt, then a completion of one of two kinds.
+
+- Short (most documents): `<think> The answer is easy. </think> <answer> 936 </answer>`. Right
+  with probability `short_accuracy[level - 1]` (always at level 1, rarely at level 4), otherwise
+  a plausible wrong answer: one digit off, or the numbers combined into another value.
+- Long (`long_fraction` of documents): step-by-step work, always ending with the right answer.
+  Arithmetic goes column by column from the right ("7 + 9 = 16, write 6 carry 1."), Countdown
+  tries combinations one pair at a time and says why a try fails ("But 15 is not 22."). In
+  `slip_fraction` of them one step is first computed wrong and then corrected ("Wait, that is
+  wrong."). Both end by checking the result ("Let me verify: 936 - 589 = 347. Correct.").
+
+The step format is fixed and digit-level so a ~1M-parameter model can learn it, and the choice
+between the two kinds is made by the first words after `<think>`: RL, which rewards the more
+accurate long work, has one clear decision to shift. Reflective words (the paper's ten) occur
+only in long work, in their natural role.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+from collections.abc import Callable, Iterator
+
+from r1jax.data.tasks import LEVELS, TASKS, Arithmetic, Countdown, combine, sample_problem
+from r1jax.templates import r1_zero_prompt
+
+
+_SHORT_THINK = "The answer is easy."
+_SLIPS = (
+    "Wait, that is wrong.",
+    "Wait, that is a mistake, retry:",
+    "But that is an error.",
+    "However, that is wrong, retry:",
+)
+_CHECKS = ("Let me check:", "Let me verify:", "Let me evaluate it again:")
+_FAILS = (
+    "But {value} is not {target}.",
+    "{value} is not {target}, retry.",
+    "However, {value} is wrong.",
+)
+_INVERSE = {"+": "-", "-": "+", "*": "/"}
+
+
+@dataclasses.dataclass(frozen=True)
+class CorpusConfig:
+    tasks: tuple[str, ...] = ("arithmetic", "countdown")  # drawn uniformly
+    level_mix: tuple[float, ...] = (0.25, 0.25, 0.25, 0.25)  # weights of levels 1..4
+    long_fraction: float = 0.08  # documents with step-by-step work
+    slip_fraction: float = 0.3  # long documents with one step corrected
+    short_accuracy: tuple[float, ...] = (1.0, 0.5, 0.25, 0.1)  # short answers right, per level
+
+    def __post_init__(self):
+        if not self.tasks or not set(self.tasks) <= set(TASKS):
+            raise ValueError(f"Corpus tasks {self.tasks} must be a non-empty subset of {TASKS}.")
+        if len(self.level_mix) != len(LEVELS) or len(self.short_accuracy) != len(LEVELS):
+            raise ValueError(f"level_mix and short_accuracy need one entry per level {LEVELS}.")
+
+
+_Step = tuple[Callable[[int], str], int]  # the step's text given its computed value; the value
+
+
+def _carry_step(head: str, value: int, last: bool) -> _Step:
+    """A column that carries: "7 + 9 = 16, write 6 carry 1."; the leftmost one writes its whole
+    value."""
+
+    def render(v: int) -> str:
+        write = f"{v}" if last else f"{v % 10}{f' carry {v // 10}' if v >= 10 else ''}"
+        return f"{head} = {v}, write {write}."
+
+    return render, value
+
+
+def _columns(p: Arithmetic) -> list[_Step]:
+    """Column by column, rightmost first."""
+    xs = [int(d) for d in reversed(str(p.a))]
+    ys = [int(d) for d in reversed(str(p.b))]
+    steps, carry = [], 0
+    for i, x in enumerate(xs):
+        last = i == len(xs) - 1
+        if p.op == "*":
+            value = x * p.b + carry
+            steps.append(_carry_step(f"{x} * {p.b}{f' + {carry}' if carry else ''}", value, last))
+            carry = value // 10
+        elif p.op == "+":
+            value = x + ys[i] + carry
+            steps.append(_carry_step(f"{x} + {ys[i]}{' + 1' if carry else ''}", value, last))
+            carry = value // 10
+        else:  # "17 - 9 = 8, write 8 borrow 1."
+            value = x - ys[i] - carry
+            head = f"{'1' * (value < 0)}{x} - {ys[i]}{' - 1' if carry else ''}"
+            tail = " borrow 1" * (value < 0)
+            steps.append((lambda v, h=head, t=tail: f"{h} = {v}, write {v}{t}.", value % 10))
+            carry = int(value < 0)
+    return steps
+
+
+def _work(steps: list[_Step], rng: random.Random, slip: bool) -> list[str]:
+    """The steps' texts; with `slip`, one step is first written with a value one off, then
+    corrected."""
+    slip_at = rng.randrange(len(steps)) if slip else -1
+    texts = []
+    for i, (render, value) in enumerate(steps):
+        if i == slip_at:
+            wrong = value + 1 if value == 0 or rng.random() < 0.5 else value - 1
+            texts += [render(wrong), rng.choice(_SLIPS)]
+        texts.append(render(value))
+    return texts
+
+
+def _long_arithmetic(p: Arithmetic, rng: random.Random, slip: bool) -> str:
+    inverse = f"{p.result} {_INVERSE[p.op]} {p.b} = {p.a}"
+    result = f"The result is {p.result}."
+    return " ".join(
+        [*_work(_columns(p), rng, slip), result, f"{rng.choice(_CHECKS)} {inverse}. Correct."]
+    )
+
+
+def _wrong_combination(p: Countdown, rng: random.Random):
+    """A combination of the numbers that misses the target; None if a few tries all hit it."""
+    for _ in range(20):
+        combination = combine(p.numbers, rng)
+        if combination.value != p.target:
+            return combination
+    return None
+
+
+def _try(steps, rng: random.Random, slip: bool = False) -> str:
+    """A combination's (x, op, y, z) steps as a try: "Try 3 * 5 = 15. 15 + 7 = 22." """
+    steps = [(lambda v, h=f"{x} {op} {y}": f"{h} = {v}.", z) for x, op, y, z in steps]
+    return " ".join(["Try", *_work(steps, rng, slip)])
+
+
+def _long_countdown(p: Countdown, rng: random.Random, slip: bool) -> str:
+    work = []
+    for _ in range(rng.randrange(2)):
+        if (miss := _wrong_combination(p, rng)) is not None:
+            fail = rng.choice(_FAILS).format(value=miss.value, target=p.target)
+            work.append(f"{_try(miss.steps, rng)} {fail}")
+    work.append(_try(p.solution.steps, rng, slip))
+    check = f"{rng.choice(_CHECKS)} {p.solution.equation} = {p.target}. Correct."
+    return " ".join([*work, check])
+
+
+def _short_answer(p: Arithmetic | Countdown, rng: random.Random, right: bool) -> str:
+    if isinstance(p, Countdown):
+        miss = None if right else _wrong_combination(p, rng)
+        return (miss or p.solution).equation
+    if right:
+        return str(p.result)
+    off = 10 ** rng.randrange(len(str(p.result)))  # one digit off
+    return str(p.result - off if p.result >= off and rng.random() < 0.5 else p.result + off)
+
+
+def document(p: Arithmetic | Countdown, rng: random.Random, config: CorpusConfig) -> str:
+    """One corpus line: the R1-Zero prompt of `p` and a completion drawn as `config` says."""
+    if rng.random() < config.long_fraction:
+        slip = rng.random() < config.slip_fraction
+        think = (_long_arithmetic if isinstance(p, Arithmetic) else _long_countdown)(p, rng, slip)
+        answer = p.solution.equation if isinstance(p, Countdown) else str(p.result)
+    else:
+        think = _SHORT_THINK
+        answer = _short_answer(p, rng, rng.random() < config.short_accuracy[p.level - 1])
+    return f"{r1_zero_prompt(p.question)} <think> {think} </think> <answer> {answer} </answer>"
+
+
+def corpus_documents(seed: int, n: int, config: CorpusConfig = CorpusConfig()) -> Iterator[str]:
+    """`n` documents from train-split problems, the same for the same seed and config."""
+    rng = random.Random(f"corpus/{seed}")
+    for _ in range(n):
+        task = rng.choice(config.tasks)
+        level = rng.choices(LEVELS, weights=config.level_mix)[0]
+        yield document(sample_problem(task, "train", level, rng), rng, config)
+
+
+def write_corpus(
+    path: str | os.PathLike, seed: int, n: int, config: CorpusConfig = CorpusConfig()
+) -> None:
+    """Writes `corpus_documents(seed, n, config)` to `path`, one document per line (the form
+    SentencePiece training reads)."""
+    with open(path, "w") as f:
+        f.writelines(doc + "\n" for doc in corpus_documents(seed, n, config))

@@ -1,0 +1,103 @@
+"""Command line: ``python -m r1jax.main --config=experiments/X.py[:arg] --workdir=DIR``.
+
+Overrides go after it as ``--config.rl.lr=1e-6``; a key that the config does not have is an
+error naming it. The config's ``job`` picks what runs (``rl``: R1-Zero training from
+``config.model``). Starting again with the same workdir resumes the run.
+"""
+
+import json
+import os
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config file[:argument]")
+_WORKDIR = flags.DEFINE_string("workdir", None, "directory for checkpoints, metrics and plots")
+
+
+def _parse_flags(argv):
+    """absl flag parsing, with config mistakes reported as one sentence instead of a traceback."""
+    try:
+        return flags.FLAGS(argv)
+    except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
+        message = str(e).replace("\\n", " ").replace("\n", " ").strip("'\"")
+        sys.exit(f"r1jax.main: bad command line: {message}")
+
+
+def load_policy(model):
+    """(model config, params) from ``config.model``: an HF checkpoint dir, or a named config
+    (its vocabulary resized when ``vocab_size`` is set) randomly initialised."""
+    import jax
+    import jax.numpy as jnp
+
+    from r1jax import models
+
+    dtype = jnp.dtype(model.dtype)
+    if model.hf_path:
+        return models.load_hf(model.hf_path, dtype=dtype)
+    cfg = models.get_config(model.name, **({"vocab_size": model.vocab_size} if model.vocab_size else {}))
+    return cfg, models.init(cfg, jax.random.key(model.init_seed), dtype)
+
+
+def toy_tokenizer(workdir, data_cfg, vocab_size: int):
+    """The toy world's SentencePiece tokenizer, trained on its corpus once and reused."""
+    from r1jax import data, tokenizers
+
+    prefix = os.path.join(workdir, "tokenizer")
+    if not os.path.exists(prefix + ".model"):
+        corpus = data.CorpusConfig(tasks=tuple(data_cfg.tasks))
+        lines = list(data.corpus_documents(data_cfg.seed, data_cfg.tokenizer_documents, corpus))
+        tokenizers.train_sentencepiece(lines, prefix, vocab_size)
+    return tokenizers.load_tokenizer(prefix + ".model")
+
+
+def prompt_batches(data_cfg, batch_size: int, seed: int):
+    """A checkpointable iterator of training batches: toy-world problems in the R1-Zero template."""
+    from r1jax.data import pipeline, tasks
+    from r1jax.templates import r1_zero_prompt
+
+    examples = [
+        {**ex, "prompt": r1_zero_prompt(ex["question"])}
+        for task in data_cfg.tasks
+        for ex in tasks.make_split(task, "train", data_cfg.train_size, data_cfg.seed,
+                                   levels=tuple(data_cfg.levels))]
+    return iter(pipeline.prompt_dataset(examples, batch_size, seed))
+
+
+def run_rl(config, workdir):
+    from r1jax import rewards, rl, tokenizers
+    from r1jax.mesh import make_mesh
+
+    cfg, params = load_policy(config.model)
+    if config.tokenizer or config.model.hf_path:
+        tokenizer = tokenizers.load_tokenizer(config.tokenizer or config.model.hf_path)
+    else:
+        tokenizer = toy_tokenizer(workdir, config.data, cfg.vocab_size)
+    examples = prompt_batches(config.data, config.rl.prompts_per_step, config.rl.seed)
+    mesh = make_mesh(**config.mesh)
+    with rewards.RewardScorer(dict(config.rewards), config.reward_workers,
+                              config.reward_timeout_s) as scorer:
+        rl.train(config.rl, workdir, cfg, params, tokenizer, scorer, examples, mesh)
+
+
+JOBS = {"rl": run_rl}
+
+
+def main(argv):
+    if len(argv) > 1:
+        sys.exit(f"r1jax.main: unexpected arguments {argv[1:]}")
+    config, workdir = _CONFIG.value, _WORKDIR.value
+    if config is None or not workdir:
+        sys.exit("r1jax.main: --config and --workdir are required")
+    if config.job not in JOBS:
+        sys.exit(f"r1jax.main: config.job={config.job!r} is not one of {sorted(JOBS)}")
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save step at INFO
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        json.dump(config.to_dict(), f, indent=2, default=str)
+    JOBS[config.job](config, workdir)
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=_parse_flags)

@@ -1,0 +1,274 @@
+"""Run metrics: rollout statistics (length, accuracy, reflective words), the JSONL + TensorBoard
+writer, decoded samples and the progress bar. Host-side numpy and plain Python only.
+
+Files in a workdir (../shared/DESIGN.md, Conventions):
+    metrics.jsonl                one line per step: {"step": s, "<key>": value, ...}, keys sorted
+                                 after "step", non-finite values written as null
+    tb/events.out.tfevents.*     the same scalars for TensorBoard
+    samples/step_000123.jsonl    a few decoded completions per evaluation
+
+Missing statistics are omitted, never NaN: `length/correct` is absent from a step with no
+correct response, so a curve skips that step instead of showing a value that is not data.
+"""
+
+import json
+import math
+import os
+import re
+import sys
+import time
+
+import numpy as np
+from tqdm import tqdm
+
+# The paper's ten reflective words, in its order (reference/r1_recipe.md §5).
+REFLECTIVE_WORDS = ("wait", "mistake", "however", "but", "retry", "error", "verify", "wrong",
+                    "evaluate", "check")
+
+# Whole words, case-insensitive, exact forms: the paper counts these words, not stems, so
+# "Wait," / "WAIT" / "re-check" / "wait's" count and "waiting", "await", "checks", "checked",
+# "errors", "verifying", "butter", "check_x" do not. (\b is the Unicode word boundary: letters,
+# digits and "_" are word characters; hyphens and apostrophes are not.)
+_REFLECTIVE_RE = re.compile(r"\b(" + "|".join(REFLECTIVE_WORDS) + r")\b", re.IGNORECASE)
+_WORD_INDEX = {w: i for i, w in enumerate(REFLECTIVE_WORDS)}
+
+
+def reflection_counts(texts):
+    """Reflective-word occurrences per text.
+
+    Returns {"total": int [N], "wait": int [N], "words": int [N, 10]} where column j of "words"
+    counts REFLECTIVE_WORDS[j] and "total" is its row sum.
+    """
+    words = np.zeros((len(texts), len(REFLECTIVE_WORDS)), np.int64)
+    for i, text in enumerate(texts):
+        for match in _REFLECTIVE_RE.findall(text):
+            words[i, _WORD_INDEX[match.lower()]] += 1
+    return {"total": words.sum(axis=1), "wait": words[:, _WORD_INDEX["wait"]], "words": words}
+
+
+def rollout_stats(texts, lengths, correct, truncated, formatted):
+    """The per-step rollout statistics the R1-Zero loop logs, over N completions.
+
+    texts: N decoded completions; lengths: their token counts; correct, truncated, formatted:
+    N booleans (or 0/1 rewards). Returns floats under:
+        accuracy, format_rate, length/mean, length/max, length/std (population, ddof=0),
+        length/correct, length/incorrect (mean length of that subset; omitted when it is empty),
+        length/truncated_frac, reflect/rate and reflect/wait_rate (occurrences per response),
+        reflect/word/<w> (occurrences of each word per response), reflect/per_1k_tokens
+        (occurrences per 1000 completion tokens; omitted when there are no tokens).
+    """
+    n = len(texts)
+    if n == 0:
+        raise ValueError("rollout_stats needs at least one completion, got none.")
+    lengths = np.asarray(lengths, np.float64)
+    correct, truncated, formatted = (np.asarray(x).astype(bool)
+                                     for x in (correct, truncated, formatted))
+    for name, x in (("lengths", lengths), ("correct", correct), ("truncated", truncated),
+                    ("formatted", formatted)):
+        if x.shape != (n,):
+            raise ValueError(f"rollout_stats: `{name}` has shape {x.shape}, expected ({n},) "
+                             f"to match the {n} texts.")
+    counts = reflection_counts(texts)
+    stats = {
+        "accuracy": correct.mean(),
+        "format_rate": formatted.mean(),
+        "length/mean": lengths.mean(),
+        "length/max": lengths.max(),
+        "length/std": lengths.std(),
+        "length/truncated_frac": truncated.mean(),
+        "reflect/rate": counts["total"].mean(),
+        "reflect/wait_rate": counts["wait"].mean(),
+    }
+    if correct.any():
+        stats["length/correct"] = lengths[correct].mean()
+    if not correct.all():
+        stats["length/incorrect"] = lengths[~correct].mean()
+    for w, rate in zip(REFLECTIVE_WORDS, counts["words"].mean(axis=0)):
+        stats[f"reflect/word/{w}"] = rate
+    if lengths.sum() > 0:
+        stats["reflect/per_1k_tokens"] = 1000.0 * counts["total"].sum() / lengths.sum()
+    return {k: float(v) for k, v in stats.items()}
+
+
+def _parse_lines(path):
+    """(line number, record) for each line of a JSONL file, null -> NaN.
+
+    A malformed last line is skipped (a process killed mid-write leaves one); a malformed line
+    elsewhere is an error naming the file and line.
+    """
+    with open(path) as f:
+        lines = f.read().splitlines()
+    records = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:
+                break
+            raise ValueError(f"{path} line {i + 1} is not valid JSON: {line[:80]!r}") from None
+        records.append({k: math.nan if v is None else v for k, v in record.items()})
+    return records
+
+
+def read_metrics(path):
+    """The records of a metrics.jsonl file as a list of dicts, null values read as NaN."""
+    return _parse_lines(path)
+
+
+def _finite_or_none(x):
+    return x if math.isfinite(x) else None
+
+
+class MetricsWriter:
+    """Writes one metrics.jsonl line and TensorBoard scalars per step.
+
+    Resuming: a run restarted at step k opens MetricsWriter(workdir, start_step=k). Lines with
+    step >= k left by the interrupted run are dropped (the file is rewritten atomically) and
+    TensorBoard is told to purge its events from step k, so every step appears once. A fresh run
+    (start_step=0) therefore starts from an empty metrics.jsonl. Steps must strictly increase.
+    Each line is flushed as it is written, so a killed run leaves a readable file. Non-finite
+    values are null in the JSONL and left out of TensorBoard.
+    """
+
+    def __init__(self, workdir, start_step=0):
+        # Imported here: tensorboardX imports torch when it is installed (seconds), and most
+        # users of this module (evaluation, rollout statistics) write no events.
+        from tensorboardX import SummaryWriter
+
+        os.makedirs(workdir, exist_ok=True)
+        self.path = os.path.join(workdir, "metrics.jsonl")
+        kept = []
+        if os.path.exists(self.path) and start_step > 0:
+            kept = [r for r in _parse_lines(self.path) if r["step"] < start_step]
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            f.writelines(self._line(r["step"], {k: v for k, v in r.items() if k != "step"})
+                         for r in kept)
+        os.replace(tmp, self.path)
+        self._last_step = kept[-1]["step"] if kept else -1
+        self._file = open(self.path, "a")  # noqa: SIM115 -- held until close()
+        self._tb = SummaryWriter(os.path.join(workdir, "tb"),
+                                 purge_step=start_step if start_step > 0 else None)
+
+    @staticmethod
+    def _line(step, metrics):
+        record = {"step": int(step)}
+        record.update((k, _finite_or_none(metrics[k])) for k in sorted(metrics))
+        return json.dumps(record, allow_nan=False) + "\n"
+
+    def write(self, step, metrics):
+        """Appends metrics (str -> number; numpy and JAX scalars accepted) for `step`."""
+        if step <= self._last_step:
+            raise ValueError(f"MetricsWriter: step {step} written after step {self._last_step}; "
+                             f"steps must increase (to rewrite from step k, reopen with "
+                             f"start_step=k).")
+        values = {}
+        for k, v in metrics.items():
+            try:
+                values[k] = float(v)
+            except (TypeError, ValueError):
+                raise ValueError(f"MetricsWriter: metric {k!r} at step {step} is not a number: "
+                                 f"{v!r}.") from None
+        self._file.write(self._line(step, values))
+        self._file.flush()
+        for k, v in values.items():
+            if math.isfinite(v):  # a gap in TensorBoard; the JSONL line holds the null
+                self._tb.add_scalar(k, v, int(step))
+        self._last_step = step
+
+    def flush(self):
+        self._file.flush()
+        self._tb.flush()
+
+    def close(self):
+        self._file.close()
+        self._tb.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _jsonable(x):
+    if hasattr(x, "tolist"):  # numpy and JAX arrays and scalars
+        return x.tolist()
+    raise TypeError(f"{type(x).__name__} is not JSON serialisable")
+
+
+def write_samples(workdir, step, records):
+    """Writes decoded completions of one evaluation to workdir/samples/step_{step:06d}.jsonl.
+
+    records: dicts such as {"prompt", "completion", "reward", "correct", ...}; numpy and JAX
+    values are converted. The file is replaced if it exists (a resumed run re-evaluating a step).
+    Returns its path.
+    """
+    path = os.path.join(workdir, "samples", f"step_{step:06d}.jsonl")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.writelines(json.dumps(r, default=_jsonable, ensure_ascii=False) + "\n" for r in records)
+    return path
+
+
+class Progress:
+    """Progress display: step, reward, accuracy, mean length and ETA.
+
+    Steps are counted as completed steps: `start_step` were done before this process started and
+    `update(step, metrics)` is called once `step` steps are done (1 .. total_steps). On a terminal
+    it is a tqdm bar; otherwise (logs, CI) one line is printed after the first step, then about
+    20 times over the run, and after the last, so logs stay readable.
+    """
+
+    _SHOWN = (("reward", "reward/total", "{:.3f}"), ("acc", "accuracy", "{:.3f}"),
+              ("len", "length/mean", "{:.0f}"))
+
+    def __init__(self, total_steps, start_step=0, file=None):
+        self.total, self.start = total_steps, start_step
+        self.file = file or sys.stdout
+        self._t0 = time.monotonic()
+        self._every = max(1, (total_steps - start_step) // 20)
+        self._bar = None
+        if self.file.isatty():
+            self._bar = tqdm(total=total_steps, initial=start_step, unit="step",
+                             file=self.file, dynamic_ncols=True)
+
+    def _fields(self, metrics):
+        return {name: fmt.format(float(metrics[key]))
+                for name, key, fmt in self._SHOWN if key in metrics}
+
+    def update(self, step, metrics):
+        fields = self._fields(metrics)
+        if self._bar is not None:
+            self._bar.update(step - self._bar.n)
+            self._bar.set_postfix(fields, refresh=True)
+            return
+        done = step - self.start
+        if not (done == 1 or done % self._every == 0 or step >= self.total):
+            return
+        eta = (time.monotonic() - self._t0) / max(done, 1) * max(self.total - step, 0)
+        parts = [f"step {step}/{self.total}"] + [f"{k} {v}" for k, v in fields.items()]
+        parts.append(f"eta {_hms(eta)}")
+        print(" | ".join(parts), file=self.file, flush=True)
+
+    def close(self):
+        if self._bar is not None:
+            self._bar.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _hms(seconds):
+    s = round(seconds)
+    return f"{s // 3600:d}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+def progress(total_steps, start_step=0, file=None):
+    """A Progress for a run of total_steps steps of which start_step are already done."""
+    return Progress(total_steps, start_step, file)

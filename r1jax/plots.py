@@ -1,0 +1,190 @@
+"""Training curves as small PNGs and the base-vs-final results table of an R1-Zero run.
+
+Inputs are the records of metrics.jsonl (r1jax.metrics) and evaluation results as
+r1jax.evaluate reports them ({"pass@1", "cons@k", "k", ...}). Figures are drawn on a bare
+matplotlib Figure with the Agg canvas, never through pyplot, so plotting changes no global
+backend or state of the caller (a notebook, a training process).
+"""
+
+import math
+import os
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from r1jax import metrics as metrics_lib
+
+FIGSIZE, DPI = (6, 4), 100  # 600x400 px; each PNG is a few tens of KB
+EDGE_FRAC = 0.1  # "first / last 10% of RL steps" in the results table (issue 7)
+
+
+def _records(metrics):
+    if isinstance(metrics, (str, os.PathLike)):
+        return metrics_lib.read_metrics(metrics)
+    return list(metrics)
+
+
+def _series(records, key):
+    """(steps, values) of the records holding `key`, sorted by step; NaN values stay (gaps)."""
+    pairs = sorted((r["step"], float(r[key])) for r in records if key in r)
+    steps, values = zip(*pairs) if pairs else ((), ())
+    return np.asarray(steps, np.float64), np.asarray(values, np.float64)
+
+
+def _figure(title, ylabel):
+    fig = Figure(figsize=FIGSIZE, layout="constrained")
+    ax = fig.add_subplot()
+    ax.set_title(title)
+    ax.set_xlabel("RL step")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    return fig, ax
+
+
+def _plot_lines(ax, records, lines, **kwargs):
+    """Plots (key, label, color) series that are present; returns how many were."""
+    drawn = 0
+    for key, label, color in lines:
+        steps, values = _series(records, key)
+        if len(steps):
+            ax.plot(steps, values, label=label, color=color, lw=1.3, **kwargs)
+            drawn += 1
+    return drawn
+
+
+def _save(fig, ax, out_dir, name, paths):
+    ax.legend(fontsize=8)
+    path = os.path.join(out_dir, name)
+    fig.savefig(path, dpi=DPI)
+    paths.append(path)
+
+
+def plot_run(metrics, eval_metrics, out_dir):
+    """Writes the run's curves to out_dir and returns the PNG paths written.
+
+    metrics: metrics.jsonl records (list of dicts) or the file's path. eval_metrics: a list of
+    {"step", "pass@1", "cons@k", "k"} dicts (may be empty). Figures:
+        eval.png        test pass@1 and cons@k vs step
+        length.png      mean response length with a mean ± std band, and the mean length of
+                        correct and of incorrect responses
+        reflection.png  reflective words and "wait" per response
+        reward.png      mean reward, accuracy and format rate
+    A figure none of whose keys occur is skipped.
+    """
+    records = _records(metrics)
+    eval_metrics = list(eval_metrics or ())
+    os.makedirs(out_dir, exist_ok=True)
+    paths = []
+
+    k = next((e["k"] for e in eval_metrics if "k" in e), "k")
+    fig, ax = _figure("Test accuracy during training", "accuracy")
+    if _plot_lines(ax, eval_metrics, [("pass@1", "pass@1", "C0"), ("cons@k", f"cons@{k}", "C1")],
+                   marker="o", ms=3):
+        ax.set_ylim(-0.02, 1.02)
+        _save(fig, ax, out_dir, "eval.png", paths)
+
+    fig, ax = _figure("Response length (training rollouts)", "tokens")
+    rows = sorted((r for r in records if "length/mean" in r), key=lambda r: r["step"])
+    if rows:
+        steps = np.array([r["step"] for r in rows], np.float64)
+        mean = np.array([r["length/mean"] for r in rows], np.float64)
+        std = np.array([r.get("length/std", math.nan) for r in rows], np.float64)
+        ax.fill_between(steps, mean - std, mean + std, color="C0", alpha=0.2, lw=0,
+                        label="mean ± std")
+        ax.plot(steps, mean, color="C0", lw=1.5, label="mean")
+        _plot_lines(ax, records, [("length/correct", "correct", "C2"),
+                                  ("length/incorrect", "incorrect", "C3")])
+        ax.set_ylim(bottom=0)
+        _save(fig, ax, out_dir, "length.png", paths)
+
+    fig, ax = _figure("Reflective words per response", "occurrences per response")
+    if _plot_lines(ax, records, [("reflect/rate", "the ten reflective words", "C4"),
+                                 ("reflect/wait_rate", '"wait"', "C5")]):
+        _save(fig, ax, out_dir, "reflection.png", paths)
+
+    fig, ax = _figure("Reward (training rollouts)", "mean over responses")
+    if _plot_lines(ax, records, [("reward/total", "reward", "C0"), ("accuracy", "accuracy", "C2"),
+                                 ("format_rate", "format rate", "C7")]):
+        _save(fig, ax, out_dir, "reward.png", paths)
+    return paths
+
+
+def _edge_means(records, key):
+    """Mean of `key` over the first and over the last 10% (at least one) of the steps logging it."""
+    _, values = _series(records, key)
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return math.nan, math.nan
+    n = max(1, math.ceil(EDGE_FRAC * len(values)))
+    return float(values[:n].mean()), float(values[-n:].mean())
+
+
+def _ratio(before, after):
+    if before == 0:
+        return math.inf if after > 0 else math.nan
+    return after / before
+
+
+def run_summary(metrics, evals):
+    """The issue-7 acceptance numbers of a run, keyed by metric.
+
+    evals: {"base": <evaluation of the base model>, "final": <evaluation after RL>}. Each entry
+    is {"name", "before", "after", "ratio", "target", "met"} (plus "gain_points" for test
+    accuracy); "before"/"after" are base/final for test metrics and the means over the first/last
+    10% of RL steps for training metrics. "met" is None where issue 7 sets no target.
+    """
+    missing = [s for s in ("base", "final") if s not in evals]
+    if missing:
+        raise ValueError(f"run_summary: evals needs 'base' and 'final' evaluations; "
+                         f"missing {missing}.")
+    records = _records(metrics)
+    base, final = evals["base"], evals["final"]
+    k = final.get("k", "k")
+    rows = {}
+    for key, name in (("pass@1", f"test pass@1 (mean over k={k} samples)"),
+                      ("cons@k", f"test cons@{k} (majority vote)")):
+        before, after = float(base[key]), float(final[key])
+        rows[key] = {"name": name, "before": before, "after": after,
+                     "ratio": _ratio(before, after), "gain_points": 100 * (after - before)}
+    rows["pass@1"]["target"] = ">= 2x and >= +30 points"
+    rows["pass@1"]["met"] = bool(rows["pass@1"]["ratio"] >= 2
+                                 and rows["pass@1"]["gain_points"] >= 30)
+    for key, name, threshold in (
+            ("length/mean", "mean response length, tokens (train)", 2),
+            ("reflect/rate", "reflective words per response (train)", 3),
+            ("reflect/wait_rate", '"wait" per response (train)', None)):
+        before, after = _edge_means(records, key)
+        ratio = _ratio(before, after)
+        rows[key] = {"name": name, "before": before, "after": after, "ratio": ratio}
+        if threshold is not None:
+            rows[key]["target"] = f">= {threshold}x"
+            rows[key]["met"] = bool(ratio >= threshold)
+    for row in rows.values():
+        row.setdefault("target", None)
+        row.setdefault("met", None)
+    return rows
+
+
+def _fmt(x, digits, sign="", suffix=""):
+    if math.isnan(x):
+        return "n/a"
+    return "inf" if math.isinf(x) else f"{x:{sign}.{digits}f}{suffix}"
+
+
+def results_table(metrics, evals):
+    """run_summary as a markdown table: base model vs final for the test metrics, first vs last
+    10% of RL steps for the training metrics, with ratios and the issue-7 targets."""
+    rows = run_summary(metrics, evals)
+    header = ("| metric | before (base model / first 10% of steps) | "
+              "after (final model / last 10% of steps) | ratio after/before | change | target | "
+              "met |")
+    lines = [header, "|---|---:|---:|---:|---:|---|---|"]
+    for key, row in rows.items():
+        digits = 1 if key == "length/mean" else 3
+        change = (_fmt(row["gain_points"], 1, "+", " points") if "gain_points" in row
+                  else _fmt(row["after"] - row["before"], digits, "+"))
+        met = {None: "", True: "yes", False: "no"}[row["met"]]
+        lines.append(f"| {row['name']} | {_fmt(row['before'], digits)} | "
+                     f"{_fmt(row['after'], digits)} | {_fmt(row['ratio'], 2, suffix='x')} | {change} | "
+                     f"{row['target'] or ''} | {met} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,30 @@
+"""Rewards: math accuracy, format, language consistency, task rewards, a code sandbox; the
+registry, the weighted sum and the process pool that scores a batch with timeouts.
+
+Built-in rewards by name (each reads the example fields its docstring names):
+`accuracy` (example["answer"]), `format`, `language` (example["lang"]), `countdown`
+(example["numbers"], example["target"]), `arithmetic` and `choice` (example["answer"]),
+`code` (example["tests"]).
+"""
+
+from r1jax.rewards import tasks  # noqa: F401  (registers countdown, arithmetic, choice)
+from r1jax.rewards.format import format_reward
+from r1jax.rewards.language import language_consistency, register_language
+from r1jax.rewards.math import accuracy, extract_answer, math_equal
+from r1jax.rewards.pool import RewardScorer
+from r1jax.rewards.registry import get, register, weighted_sum
+from r1jax.rewards.sandbox import run_code
+
+__all__ = [
+    "RewardScorer",
+    "accuracy",
+    "extract_answer",
+    "format_reward",
+    "get",
+    "language_consistency",
+    "math_equal",
+    "register",
+    "register_language",
+    "run_code",
+    "weighted_sum",
+]

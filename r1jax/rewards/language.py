@@ -1,0 +1,124 @@
+"""Language consistency (R1 §2.3.2): the share of the reasoning's words in the target language.
+
+Words are runs of letters (LaTeX commands and digits are not words); a Han, kana or Hangul
+character counts as one word, since those scripts do not separate words with spaces.
+
+Natural languages go through lingua (lingua-language-detector, offline models). One word is too
+little evidence (lingua calls "la" Somali and "me" French), so the text is cut into spans at
+sentence punctuation, line breaks and changes between CJK and other scripts, each span gets one
+language, and the score is the share of words that sit in target-language spans; text that mixes
+languages sentence by sentence, or a CJK phrase inside an English sentence, scores in between.
+The detector chooses among `CANDIDATES` plus the target: with all 75 languages loaded it takes
+25 s and 1.4 GB to build and confuses close languages on short spans. Words of a language outside
+that set count as whichever candidate lingua finds closest. Models load on first use, about 2 s
+per process, and then each span costs tens of microseconds per word.
+
+Languages lingua does not know (the toy world's synthetic ones) plug in with `register_language`,
+a per-word identifier; the score is then the share of words it accepts.
+"""
+
+import functools
+import math
+import re
+from collections.abc import Callable
+
+import numpy as np
+from lingua import IsoCode639_1, Language, LanguageDetectorBuilder
+
+from r1jax.rewards.registry import register
+
+CANDIDATES = ("en", "zh", "es", "fr", "de", "ru", "ja", "ko", "pt", "it")
+
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af"
+_LATEX_COMMAND = re.compile(r"\\[A-Za-z]+")
+_WORD = re.compile(rf"[{_CJK}]|(?:(?![{_CJK}])[^\W\d_])+")
+_SENTENCE = re.compile(r"[^.!?;:\n。！？；：]+")
+_SCRIPT_RUN = re.compile(rf"[{_CJK}]+|[^{_CJK}]+")
+
+_CUSTOM: dict[str, Callable[[str], bool]] = {}
+
+
+def register_language(code: str, is_word: Callable[[str], bool]) -> None:
+    """Scores language `code` with `is_word(word) -> bool` instead of lingua. `is_word` must be
+    picklable (a top-level function, or e.g. `frozenset(vocab).__contains__`): reward pools created
+    afterwards send it to their workers."""
+    _CUSTOM[code] = is_word
+
+
+def custom_languages() -> dict[str, Callable[[str], bool]]:
+    return dict(_CUSTOM)
+
+
+def _lingua_language(code: str) -> Language | None:
+    try:
+        return Language.from_iso_code_639_1(IsoCode639_1.from_str(code))
+    except (ValueError, TypeError):
+        return None
+
+
+def is_supported(code) -> bool:
+    return isinstance(code, str) and (code in _CUSTOM or _lingua_language(code) is not None)
+
+
+@functools.cache
+def _detector(target: Language):
+    languages = {target, *(_lingua_language(c) for c in CANDIDATES)}
+    return LanguageDetectorBuilder.from_languages(*languages).build()
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(_LATEX_COMMAND.sub(" ", text))
+
+
+def _lingua_share(text: str, target: Language) -> float:
+    detector = _detector(target)
+    hits = total = 0
+    for sentence in _SENTENCE.findall(_LATEX_COMMAND.sub(" ", text)):
+        for span in _SCRIPT_RUN.findall(sentence):
+            n = len(_WORD.findall(span))
+            if n:
+                total += n
+                hits += n if detector.detect_language_of(span) == target else 0
+    return hits / total if total else 0.0
+
+
+def _share(text: str, lang: str) -> float:
+    if lang in _CUSTOM:
+        words = _words(text)
+        return sum(map(_CUSTOM[lang], words)) / len(words) if words else 0.0
+    return _lingua_share(text, _lingua_language(lang))
+
+
+def language_consistency(texts, lang: str) -> np.ndarray:
+    """Share of the words of each text that are in language `lang` (ISO 639-1 such as "es", or a
+    code given to `register_language`), in [0, 1]; 0 for a text without words."""
+    if not is_supported(lang):
+        raise ValueError(
+            f"unknown language {lang!r}: neither an ISO 639-1 code lingua knows "
+            "nor registered with register_language"
+        )
+    return np.array([_share(t, lang) for t in texts], dtype=np.float64)
+
+
+def think_part(text: str) -> str:
+    """The reasoning: after <think> (if present) up to </think>, else up to <answer>, else the end
+    (a truncated completion is all reasoning)."""
+    start = text.find("<think>")
+    start = 0 if start < 0 else start + len("<think>")
+    end = text.find("</think>", start)
+    if end < 0:
+        end = text.find("<answer>", start)
+    return text[start:] if end < 0 else text[start:end]
+
+
+@register("language")
+def language_term(completions, examples) -> np.ndarray:
+    """`language_consistency` of the <think> part in example["lang"]; NaN if that is missing or
+    unknown."""
+    return np.array(
+        [
+            _share(think_part(c), e["lang"]) if is_supported(e.get("lang")) else math.nan
+            for c, e in zip(completions, examples, strict=True)
+        ],
+        dtype=np.float64,
+    )

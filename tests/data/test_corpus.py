@@ -1,0 +1,143 @@
+import re
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from r1jax import rewards, tokenizers
+from r1jax.data import corpus, tasks
+from r1jax.metrics import REFLECTIVE_WORDS
+from r1jax.templates import r1_zero_prompt
+
+SLIPS = r"(Wait|But that|However, that)"
+N = 4000
+
+
+def parse(doc):
+    """(example dict rebuilt from the document's question, completion)."""
+    prompt, completion = doc.split(" Assistant:")
+    question = prompt.split("User: ")[1][:-1]
+    assert r1_zero_prompt(question) == prompt + " Assistant:"
+    if m := re.fullmatch(r"Compute (\d+) ([-+*]) (\d+)", question):
+        a, op, b = int(m[1]), m[2], int(m[3])
+        problem = tasks.Arithmetic(a, op, b, level=0)
+        example = {"task": "arithmetic", "answer": str(problem.result)}
+    else:
+        numbers, target = re.fullmatch(
+            r"Using the numbers \[(.*)\], create an equation that equals (\d+)\. .*", question
+        ).groups()
+        numbers = tuple(int(n) for n in numbers.split(", "))
+        problem = tasks.Countdown(numbers, int(target), solution=None, level=0)
+        example = {"task": "countdown", "numbers": list(numbers), "target": int(target)}
+    return problem, example, completion
+
+
+def score(example, completion):
+    return rewards.get(example["task"])([completion], [example])[0]
+
+
+def is_long(completion):
+    return "The answer is easy." not in completion
+
+
+@pytest.fixture(scope="module")
+def docs():
+    return list(corpus.corpus_documents(seed=0, n=N))
+
+
+def test_documents_are_deterministic_single_lines_in_the_r1_zero_format(docs):
+    assert docs[:50] == list(corpus.corpus_documents(seed=0, n=50))
+    assert docs[:50] != list(corpus.corpus_documents(seed=1, n=50))
+    assert not any("\n" in d for d in docs)
+    completions = [parse(d)[2] for d in docs]
+    np.testing.assert_array_equal(rewards.format_reward(completions), 1.0)
+
+
+def test_documents_come_from_the_train_split_only(docs):
+    assert {tasks.split_of(parse(d)[0]) for d in docs} == {"train"}
+
+
+def test_long_fraction_and_every_long_document_ends_right(docs):
+    long = [parse(d) for d in docs if is_long(parse(d)[2])]
+    assert abs(len(long) / N - corpus.CorpusConfig().long_fraction) < 0.02
+    assert all(score(example, completion) == 1.0 for _, example, completion in long)
+
+
+def test_short_answers_right_at_level_1_and_mostly_wrong_at_level_4():
+    config = corpus.CorpusConfig(level_mix=(1, 0, 0, 0), long_fraction=0.0)
+    parsed = [parse(d) for d in corpus.corpus_documents(0, 300, config)]
+    assert all(score(e, c) == 1.0 for _, e, c in parsed)
+    config = corpus.CorpusConfig(level_mix=(0, 0, 0, 1), long_fraction=0.0)
+    parsed = [parse(d) for d in corpus.corpus_documents(0, 1000, config)]
+    accuracy = np.mean([score(e, c) == 1.0 for _, e, c in parsed])
+    assert abs(accuracy - config.short_accuracy[3]) < 0.04
+    # Wrong countdown answers still use every number once (reward 0.1, not 0).
+    assert {score(e, c) for _, e, c in parsed if e["task"] == "countdown"} == {0.1, 1.0}
+
+
+def words(text):
+    return set(re.findall(r"[a-z]+", text.lower()))
+
+
+def test_reflective_words_only_in_long_work_and_all_ten_used(docs):
+    long_words = set()
+    for d in docs:
+        _, _, completion = parse(d)
+        found = words(completion) & set(REFLECTIVE_WORDS)
+        if is_long(completion):
+            assert found  # every long work checks itself
+            long_words |= found
+        else:
+            assert not found
+        assert not words(d.split(" Assistant:")[0]) & set(REFLECTIVE_WORDS)
+    assert long_words == set(REFLECTIVE_WORDS)
+
+
+def _value(expression):
+    return eval(re.sub(r"\d+", lambda m: f"Fraction({m[0]})", expression), {"Fraction": Fraction})
+
+
+def test_every_step_is_true_except_the_slips_that_are_then_corrected():
+    config = corpus.CorpusConfig(long_fraction=1.0, slip_fraction=0.5)
+    slips = 0
+    for doc in corpus.corpus_documents(0, 1000, config):
+        _, example, completion = parse(doc)
+        statements = list(re.finditer(r"(\(?\d[\d+\-*/() ]*) = (\d+)", completion))
+        for m, following in zip(statements, [*statements[1:], None], strict=True):
+            between = completion[m.end() : following.start() if following else None]
+            slipped = re.search(SLIPS, between) is not None
+            assert (_value(m[1]) == int(m[2])) != slipped, (m[0], doc)
+            slips += slipped
+        if example["task"] == "arithmetic":  # the written digits (slips dropped) make the answer
+            writes = re.findall(r"write (\d+)(?:[^.]*)\.( " + SLIPS + ")?", completion)
+            digits = [w for w, slip, _ in writes if not slip]
+            assert digits[-1] + "".join(reversed(digits[:-1])) == example["answer"].zfill(
+                len(digits[-1]) + len(digits) - 1
+            )
+    assert 400 < slips < 600
+
+
+def test_long_work_fits_a_tiny_model(tmp_path):
+    tok = tokenizers.train_sentencepiece(corpus.corpus_documents(0, 2000), tmp_path / "t", 512)
+    config = corpus.CorpusConfig(long_fraction=0.5)
+    lengths = {True: [], False: []}
+    for doc in corpus.corpus_documents(1, 1000, config):
+        prompt, completion = doc.split(" Assistant:")
+        lengths[is_long(completion)].append(len(tok.encode(completion)))
+        # RL samples after the prompt's tokens: they must be the document's own first tokens.
+        assert tok.encode(prompt + " Assistant:") + tok.encode(completion) == tok.encode(doc)
+    assert max(lengths[False]) <= 32
+    assert 40 <= np.mean(lengths[True]) <= 130 and max(lengths[True]) <= 220
+
+
+@pytest.mark.parametrize(
+    "bad", [{"tasks": ()}, {"tasks": ("sudoku",)}, {"level_mix": (1, 1)}, {"short_accuracy": (1,)}]
+)
+def test_bad_config_is_named(bad):
+    with pytest.raises(ValueError, match=r"tasks|level"):
+        corpus.CorpusConfig(**bad)
+
+
+def test_write_corpus_one_document_per_line(tmp_path):
+    corpus.write_corpus(tmp_path / "c.txt", seed=3, n=20)
+    assert (tmp_path / "c.txt").read_text().splitlines() == list(corpus.corpus_documents(3, 20))

@@ -1,0 +1,79 @@
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from r1jax import tokenizers
+from r1jax.data import corpus, pipeline, tasks
+
+
+def take(iterator, n):
+    return [next(iterator) for _ in range(n)]
+
+
+def test_prompt_batches_cover_each_epoch_reshuffled():
+    examples = tasks.make_split("arithmetic", "train", 120, seed=0)
+    batches = take(iter(pipeline.prompt_dataset(examples, batch_size=40, seed=0)), 6)
+    assert all(len(b) == 40 and isinstance(b[0], dict) for b in batches)
+    epochs = [[e["id"] for b in batches[i : i + 3] for e in b] for i in (0, 3)]
+    assert sorted(epochs[0]) == sorted(epochs[1]) == sorted(e["id"] for e in examples)
+    assert epochs[0] != epochs[1]
+    unshuffled = take(iter(pipeline.prompt_dataset(examples, 40, seed=0, shuffle=False)), 3)
+    assert [e["id"] for b in unshuffled for e in b] == [e["id"] for e in examples]
+
+
+@pytest.mark.parametrize("k, m", [(0, 3), (5, 7)])
+def test_prompt_iterator_resumes_exactly(k, m):
+    examples = tasks.make_split("countdown", "train", 100, seed=0)
+    ds = pipeline.prompt_dataset(examples, batch_size=32, seed=7)
+    it = iter(ds)
+    take(it, k)
+    state = it.get_state()
+    expected = take(it, m)
+    fresh = iter(pipeline.prompt_dataset(examples, batch_size=32, seed=7))
+    fresh.set_state(state)
+    assert take(fresh, m) == expected
+    other_seed = take(iter(pipeline.prompt_dataset(examples, batch_size=32, seed=8)), k + m)
+    assert other_seed[k:] != expected
+
+
+class ByteTokenizer:
+    eos_id = 0
+
+    def encode(self, text):
+        return list(text.encode())
+
+
+def test_pack_puts_eos_after_each_document_and_overlaps_windows_by_one():
+    windows = pipeline.pack(["ab", "cde", "f"], ByteTokenizer(), seq_len=3)
+    stream = [97, 98, 0, 99, 100, 101, 0, 102, 0]
+    assert windows.dtype == np.int32
+    np.testing.assert_array_equal(windows, [stream[0:4], stream[3:7]])  # the tail is dropped
+    with pytest.raises(ValueError, match="seq_len"):
+        pipeline.pack(["ab"], ByteTokenizer(), seq_len=8)
+
+
+@pytest.fixture(scope="module")
+def toy_tokenizer(tmp_path_factory):
+    documents = list(corpus.corpus_documents(0, 300))
+    path = tmp_path_factory.mktemp("tok") / "toy"
+    return documents, tokenizers.train_sentencepiece(documents, path, vocab_size=400)
+
+
+def test_pretraining_batches_and_resume(toy_tokenizer):
+    documents, tok = toy_tokenizer
+    ds = pipeline.pretraining_dataset(documents, tok, seq_len=64, batch_size=4, seed=0)
+    it = iter(ds)
+    first = take(it, 3)
+    assert first[0].shape == (4, 65) and first[0].dtype == np.int32
+    windows = pipeline.pack(documents, tok, 64)
+    # An epoch's batches draw the packed windows without replacement.
+    epoch = np.concatenate(take(iter(ds), len(windows) // 4))
+    assert not Counter(map(tuple, epoch.tolist())) - Counter(map(tuple, windows.tolist()))
+    assert tok.decode(windows[0]).startswith(documents[0][:40])
+    state = it.get_state()
+    expected = take(it, 5)
+    fresh = iter(pipeline.pretraining_dataset(documents, tok, seq_len=64, batch_size=4, seed=0))
+    fresh.set_state(state)
+    for a, b in zip(take(fresh, 5), expected, strict=True):
+        np.testing.assert_array_equal(a, b)

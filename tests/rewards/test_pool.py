@@ -1,0 +1,115 @@
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from r1jax import rewards
+
+sys.path.insert(0, os.path.dirname(__file__))  # the workers import misbehaving_rewards from here
+import misbehaving_rewards
+
+rewards.register("test_misbehaving", misbehaving_rewards.misbehaving)
+rewards.register_language("x-toy", frozenset({"blorp", "zanti", "quix"}).__contains__)
+
+TIMEOUT_S = 2.0
+GOOD = "<think>ok</think> <answer>\\boxed{1,000}</answer>"
+
+
+@pytest.fixture(scope="module")
+def scorer():
+    with rewards.RewardScorer(
+        {"accuracy": 1.0, "format": 0.5, "test_misbehaving": 0.01, "language": 1.0},
+        num_workers=2,
+        timeout_s=TIMEOUT_S,
+    ) as scorer:
+        yield scorer
+
+
+def _examples(n, **fields):
+    return [{"answer": "1000", "lang": "x-toy", **fields} for _ in range(n)]
+
+
+def test_scores_and_weighted_total(scorer):
+    completions = [GOOD, "<think>blorp zanti</think> <answer>\\boxed{7}</answer>", "no format"]
+    total, terms, stats = scorer.score(completions, _examples(3))
+    np.testing.assert_array_equal(terms["accuracy"], [1.0, 0.0, 0.0])
+    np.testing.assert_array_equal(terms["format"], [1.0, 1.0, 0.0])
+    np.testing.assert_array_equal(terms["test_misbehaving"], [len(c) for c in completions])
+    np.testing.assert_array_equal(terms["language"], [0.0, 1.0, 0.0])
+    expected = (
+        terms["accuracy"]
+        + 0.5 * terms["format"]
+        + 0.01 * terms["test_misbehaving"]
+        + terms["language"]
+    )
+    np.testing.assert_allclose(total, expected)
+    assert all(
+        v == 0 for k, v in stats.items() if k.endswith(("_errors", "_timeouts", "_unscorable"))
+    )
+
+
+def test_unscorable_gold_gives_nan_total(scorer):
+    examples = _examples(2)
+    examples[1]["answer"] = "\\frac{"
+    total, terms, stats = scorer.score([GOOD, GOOD], examples)
+    assert terms["accuracy"][0] == 1.0 and math.isnan(terms["accuracy"][1])
+    assert not math.isnan(total[0]) and math.isnan(total[1])
+    assert stats["reward/accuracy_unscorable"] == 1
+
+
+@pytest.mark.parametrize("marker", ["RAISE", "DIE", "SHAPE"])
+def test_a_failing_call_scores_zero_and_is_counted(scorer, marker):
+    completions = [GOOD] * 9 + [GOOD + marker] + [GOOD] * 9
+    _, terms, stats = scorer.score(completions, _examples(19))
+    assert terms["test_misbehaving"][9] == 0.0
+    np.testing.assert_array_equal(np.delete(terms["test_misbehaving"], 9), len(GOOD))
+    np.testing.assert_array_equal(terms["accuracy"], 1.0)  # other rewards of that completion too
+    assert stats["reward/test_misbehaving_errors"] == 1
+    assert stats["reward/test_misbehaving_timeouts"] == 0
+
+
+def test_a_hung_call_times_out_and_the_pool_survives(scorer):
+    completions = [GOOD] * 20 + [GOOD + "HANG"] + [GOOD] * 20
+    start = time.monotonic()
+    _, terms, stats = scorer.score(completions, _examples(41))
+    assert time.monotonic() - start < TIMEOUT_S + 5
+    assert terms["test_misbehaving"][20] == 0.0
+    np.testing.assert_array_equal(np.delete(terms["test_misbehaving"], 20), len(GOOD))
+    np.testing.assert_array_equal(terms["accuracy"], 1.0)
+    assert stats["reward/test_misbehaving_timeouts"] == 1
+    assert stats["reward/test_misbehaving_errors"] == 0
+    assert stats["reward/test_misbehaving_slowest_s"] >= TIMEOUT_S
+
+    start = time.monotonic()
+    _, terms, stats = scorer.score([GOOD] * 64, _examples(64))
+    assert time.monotonic() - start < 1.0
+    np.testing.assert_array_equal(terms["test_misbehaving"], len(GOOD))
+    assert stats["reward/test_misbehaving_timeouts"] == 0
+
+
+def test_unknown_reward_and_mismatched_lengths_are_errors(scorer):
+    with pytest.raises(KeyError, match="unknown reward 'nope'"):
+        rewards.RewardScorer({"nope": 1.0})
+    with pytest.raises(ValueError, match="2 completions but 1 examples"):
+        scorer.score([GOOD, GOOD], _examples(1))
+
+
+def test_code_reward_needs_a_timeout_above_the_sandbox_time():
+    with pytest.raises(ValueError, match="timeout_s must exceed"):
+        rewards.RewardScorer({"code": 1.0}, timeout_s=5.0)
+
+
+def test_weighted_sum_propagates_nan():
+    total = rewards.weighted_sum(
+        {"a": np.array([1.0, np.nan]), "b": np.array([2.0, 3.0])}, {"a": 2.0, "b": 1.0}
+    )
+    assert total[0] == 4.0 and math.isnan(total[1])
+
+
+def test_registry():
+    assert rewards.get("format") is rewards.get("format")
+    with pytest.raises(ValueError, match="already registered"):
+        rewards.register("format", misbehaving_rewards.misbehaving)
