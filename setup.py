@@ -27,6 +27,7 @@ setup(
         "matplotlib",
         "tqdm",
         "jinja2",
+        "pyarrow",
     ],
     extras_require={
         "test": ["pytest", "hypothesis"],

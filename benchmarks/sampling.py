@@ -2,6 +2,7 @@
 
     python benchmarks/sampling.py                      # tiny, toy-1m, toy-10m on this machine
     python benchmarks/sampling.py --configs=toy-1m --new_tokens=64
+    python benchmarks/sampling.py --roofline           # GPU: qwen2.5-0.5b shape, bf16, 256 rows
 
 For each config: B x G = 64 rows (8 prompts x 8 samples, prompts of 20-27 tokens), 256 new
 tokens, temperature 1, no stop token (every row runs to the end, so tokens/s counts real work).
@@ -49,6 +50,74 @@ def best_time(fn, repeats):
     return min(times), compile_s
 
 
+def copy_bandwidth(n_bytes=2 << 30):
+    """Bytes moved per second by a jitted device copy (read + write), best of 5."""
+    x = jnp.ones((n_bytes // 4,), jnp.float32)
+    copy = jax.jit(lambda a: a * 1.0)
+    jax.block_until_ready(copy(x))
+    best = min(_timed(lambda: jax.block_until_ready(copy(x))) for _ in range(5))
+    return 2 * n_bytes / best
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def check_against_full_forward(cfg, params, prompts, steps=8):
+    """Greedy decoding equals repeated argmax of the uncached forward pass (on this device)."""
+    out = sampling.generate(cfg, params, prompts, jax.random.key(0), num_samples=1,
+                            max_new_tokens=steps, temperature=0.0)
+    mismatches = 0
+    for b, prompt in enumerate(prompts):
+        seq = list(prompt)
+        for _ in range(steps):
+            seq.append(int(jnp.argmax(models.forward(cfg, params, jnp.asarray([seq]))[0, -1])))
+        mismatches += seq[len(prompt):] != np.asarray(out.tokens[b]).tolist()
+    return mismatches
+
+
+def roofline(args):
+    """Decode step time of a qwen2.5-0.5b-shaped random bf16 model against the memory roofline.
+
+    The per-step time is the difference of two runs (N and N/2 new tokens) divided by N/2, so
+    the prefill cancels; bytes per step are all weights (the tied embedding is read whole by the
+    output head) plus the KV cache up to the mean position of the steps measured.
+    """
+    cfg = models.get_config("qwen2.5-0.5b")
+    params = models.init(cfg, jax.random.key(0), jnp.bfloat16)
+    prompts = [list(range(1, 21 + i % 8)) for i in range(args.prompts)]
+    rows, n = args.prompts * args.samples, args.new_tokens
+
+    def run(new_tokens):
+        def fn(seed):
+            return sampling.generate(cfg, params, prompts, jax.random.key(seed),
+                                     num_samples=args.samples, max_new_tokens=new_tokens).tokens
+        return best_time(fn, args.repeats)[0]
+
+    t_full, t_half = run(n), run(n // 2)
+    step_s = (t_full - t_half) / (n - n // 2)
+    weight_bytes = sum(x.nbytes for x in jax.tree.leaves(params))
+    mean_len = sampling.prompt_bucket(28) + (n + n // 2) / 2
+    kv_bytes = 2 * cfg.num_layers * rows * cfg.num_kv_heads * mean_len * cfg.head_dim * 2
+    bandwidth = copy_bandwidth()
+    ideal_s = (weight_bytes + kv_bytes) / bandwidth
+    small = models.get_config("tiny")
+    mismatches = check_against_full_forward(small, models.init(small, jax.random.key(1)),
+                                            [[5, 9, 17], [3, 1, 4, 1, 5, 9, 2, 6], [200]])
+    print(f"\njax {jax.__version__} on {jax.devices()[0].device_kind}")
+    print(f"greedy vs full-forward argmax mismatches (tiny, fp32): {mismatches}")
+    print("| what | shape | decode step ms | tokens/s | roofline ms | fraction |")
+    print("|---|---|---|---|---|---|")
+    print(f"| generate qwen2.5-0.5b bf16 | {args.prompts}x{args.samples} rows, {n} new | "
+          f"{step_s * 1e3:.2f} | {rows / step_s:,.0f} | {ideal_s * 1e3:.3f} | "
+          f"{ideal_s / step_s:.0%} |")
+    print(f"whole call: {t_full:.2f} s for {rows * n} tokens = {rows * n / t_full:,.0f} tokens/s; "
+          f"weights {weight_bytes / 1e9:.2f} GB, KV cache read per step {kv_bytes / 1e9:.2f} GB, "
+          f"copy bandwidth {bandwidth / 1e12:.2f} TB/s")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", default="tiny,toy-1m,toy-10m")
@@ -56,8 +125,14 @@ def main():
     parser.add_argument("--samples", type=int, default=8)
     parser.add_argument("--new_tokens", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--skip_naive", action="store_true")
+    parser.add_argument("--naive_configs", default="tiny,toy-1m",
+                        help="configs that also run the no-cache baseline (toy-10m's takes "
+                             "over 10 minutes on 2 CPU cores)")
+    parser.add_argument("--roofline", action="store_true",
+                        help="qwen2.5-0.5b shape in bf16 against the memory roofline (a GPU)")
     args = parser.parse_args()
+    if args.roofline:
+        return roofline(args)
 
     rows = []
     for name in args.configs.split(","):
@@ -74,7 +149,7 @@ def main():
         t_ours, c_ours = best_time(ours, args.repeats)
         shape = f"{args.prompts}x{args.samples} rows, {args.new_tokens} new"
         rows.append((f"generate {name}", shape, t_ours, n_tokens / t_ours, c_ours, 1.0))
-        if not args.skip_naive:
+        if name in args.naive_configs.split(","):
             padded, mask = sampling.pad_prompts(prompts, sampling.prompt_bucket(27), 0)
             naive = jax.jit(naive_generate, static_argnums=(0, 5, 6))
 

@@ -26,15 +26,18 @@ def get_config(arg: str = ""):
     config.reward_workers = 2
     config.reward_timeout_s = 10.0
     config.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
+    config.eval = ml_collections.ConfigDict(dict(
+        benchmark="toy_arithmetic", n_problems=64, k=4, max_new_tokens=48))
     config.rl = rl.default_config()
     config.rl.update(dict(steps=200, prompts_per_step=8, group_size=8, max_new_tokens=48,
-                          lr=3e-4, warmup_steps=10, checkpoint_every=50,
+                          lr=3e-4, warmup_steps=10, checkpoint_every=50, eval_every=50,
                           correctness_reward="arithmetic"))
     if arg == "smoke":
         config.model.update(name="tiny", vocab_size=512)
         config.data.update(train_size=64, tokenizer_documents=300)
+        config.eval.update(n_problems=4, max_new_tokens=8)
         config.rl.update(steps=3, prompts_per_step=2, group_size=4, max_new_tokens=8,
-                         checkpoint_every=2)
+                         checkpoint_every=2, eval_every=3)
     elif arg:
         raise ValueError(f"unknown config argument {arg!r}; use '' or 'smoke'")
     return config

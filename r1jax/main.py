@@ -76,9 +76,47 @@ def run_rl(config, workdir):
         tokenizer = toy_tokenizer(workdir, config.data, cfg.vocab_size)
     examples = prompt_batches(config.data, config.rl.prompts_per_step, config.rl.seed)
     mesh = make_mesh(**config.mesh)
+    hook = held_out_evaluation(config, cfg, tokenizer, mesh) if config.rl.eval_every else None
+    base = hook(0, params) if hook else {}
     with rewards.RewardScorer(dict(config.rewards), config.reward_workers,
                               config.reward_timeout_s) as scorer:
-        rl.train(config.rl, workdir, cfg, params, tokenizer, scorer, examples, mesh)
+        final = rl.train(config.rl, workdir, cfg, params, tokenizer, scorer, examples, mesh, hook)
+    report(workdir, base, hook(config.rl.steps, final) if hook else {})
+
+
+def report(workdir, base_eval: dict, final_eval: dict):
+    """Plots and the markdown results table of a finished run, written into its workdir."""
+    from r1jax import metrics, plots
+
+    history = metrics.read_metrics(os.path.join(workdir, "metrics.jsonl"))
+    evals = [{"step": h["step"], **{k.removeprefix("eval/"): v for k, v in h.items()
+                                    if k.startswith("eval/")}}
+             for h in history if "eval/pass@1" in h]
+    strip = {name: {k.removeprefix("eval/"): v for k, v in e.items()}
+             for name, e in (("base", base_eval), ("final", final_eval)) if e}
+    if "base" in strip:
+        evals.insert(0, {"step": 0, **strip["base"]})
+    paths = plots.plot_run(history, evals, workdir)
+    print("plots: " + ", ".join(paths))
+    if len(strip) == 2:  # the table compares the base and final evaluations
+        table = plots.results_table(history, strip)
+        with open(os.path.join(workdir, "results.md"), "w") as f:
+            f.write(table + "\n")
+        print(table)
+
+
+def held_out_evaluation(config, cfg, tokenizer, mesh):
+    """The in-loop evaluation: ``config.eval`` (benchmark, n_problems, k, max_new_tokens) through
+    the same code as ``python -m r1jax.evaluate``, at the paper's T 0.6 / top-p 0.95."""
+    from r1jax import benchmarks_data, evaluate
+    from r1jax.templates import r1_zero_prompt
+
+    bench = benchmarks_data.BENCHMARKS[config.eval.benchmark]
+    problems = [{**p, "prompt": r1_zero_prompt(p["question"])} for p in benchmarks_data.load(
+        config.eval.benchmark, n=config.eval.n_problems, levels=tuple(config.data.levels))]
+    return evaluate.training_hook(cfg, tokenizer, problems, bench.judge, k=config.eval.k,
+                                  max_new_tokens=config.eval.max_new_tokens,
+                                  equivalent=bench.equivalent, mesh=mesh)
 
 
 JOBS = {"rl": run_rl}

@@ -90,8 +90,9 @@ def _cached_update_fn(cfg, settings):
         split = lambda x: x.reshape(c.microbatches, -1, *x.shape[1:])  # noqa: E731
         tokens, mask = split(tokens_BT1), split(loss_mask_BT)
         (total, count), grads = grad_fn(params, tokens[0], mask[0])
-        (_, total, count, grads), _ = jax.lax.scan(
-            micro_step, (params, total, count, grads), (tokens[1:], mask[1:]))
+        if c.microbatches > 1:
+            (_, total, count, grads), _ = jax.lax.scan(
+                micro_step, (params, total, count, grads), (tokens[1:], mask[1:]))
         denom = jnp.maximum(count, 1.0)
         loss = total / denom
         grads = jax.tree.map(lambda g: g / denom, grads)
@@ -107,20 +108,30 @@ def _cached_update_fn(cfg, settings):
 
 
 def pack_pairs(pairs, tokenizer, seq_len: int, mask_prompt: bool = True):
-    """(prompt, completion) pairs tokenized apart (as at inference), each followed by eos,
-    concatenated and cut into windows like ``pipeline.pack``: tokens int32 [n, seq_len + 1] and
-    a loss mask bool [n, seq_len] over their targets, False on prompt tokens when
-    ``mask_prompt``."""
-    stream, target = [], []
+    """(prompt, completion) pairs tokenized apart (as at inference), each followed by eos and
+    packed whole into windows: tokens int32 [n, seq_len + 1] and a loss mask bool [n, seq_len]
+    over their targets, False on padding and, with ``mask_prompt``, on prompt tokens.
+
+    No document is cut across two windows (a completion trained without its prompt would teach
+    the model to answer questions it cannot see); one longer than a window is truncated.
+    """
+    windows, masks, tokens, targets = [], [], [], []
+
+    def flush():
+        pad = seq_len + 1 - len(tokens)
+        windows.append(tokens + [tokenizer.pad_id] * pad)
+        masks.append((targets + [False] * pad)[1:])
+
     for prompt, completion in pairs:
         p, c = tokenizer.encode(prompt), tokenizer.encode(completion) + [tokenizer.eos_id]
-        stream += p + c
-        target += [not mask_prompt] * len(p) + [True] * len(c)
-    n = (len(stream) - 1) // seq_len
-    if n == 0:
-        raise ValueError(f"The pairs hold {len(stream)} tokens, fewer than seq_len + 1.")
-    rows = np.arange(n)[:, None] * seq_len + np.arange(seq_len + 1)
-    return (np.asarray(stream, np.int32)[rows], np.asarray(target, bool)[rows[:, 1:]])
+        doc, target = (p + c)[:seq_len + 1], ([not mask_prompt] * len(p) + [True] * len(c))
+        if tokens and len(tokens) + len(doc) > seq_len + 1:
+            flush()
+            tokens, targets = [], []
+        tokens, targets = tokens + doc, targets + target[:len(doc)]
+    if tokens:
+        flush()
+    return np.asarray(windows, np.int32), np.asarray(masks, bool)
 
 
 def sft_dataset(pairs, tokenizer, seq_len: int, batch_size: int, seed: int,

@@ -79,7 +79,7 @@ def test_masked_out_targets_change_nothing_and_non_finite_updates_are_skipped():
     assert float(o1["loss"]) == float(o2["loss"]) and float(o1["grad_norm"]) == float(o2["grad_norm"])
     jax.tree.map(np.testing.assert_array_equal, p1, p2)
     broken = models.init(CFG, jax.random.key(0))
-    broken["final_norm"]["scale"] = broken["norm"]["scale"].at[0].set(np.nan)
+    broken["final_norm"]["scale"] = broken["final_norm"]["scale"].at[0].set(np.nan)
     params, _, out = one_update(config(), tokens, mask, jax.tree.map(np.array, broken))
     assert bool(out["skipped"])
     jax.tree.map(np.testing.assert_array_equal, params, broken)
@@ -118,3 +118,21 @@ def test_resume_after_sigterm_gives_the_metrics_of_an_uninterrupted_run(tmp_path
         assert {k: v for k, v in a.items() if not k.startswith(TIMING)} == {
             k: v for k, v in b.items() if not k.startswith(TIMING)}
     jax.tree.map(np.testing.assert_array_equal, p_straight, p_resumed)
+
+
+class CharTokenizer:
+    eos_id, pad_id = 1, 0
+
+    def encode(self, text):
+        return [ord(ch) for ch in text]
+
+
+def test_pack_pairs_keeps_documents_whole_and_masks_prompts_and_padding():
+    pairs = [("ab", "xyz"), ("cd", "uv"), ("e", "w"), ("f" * 9, "g" * 9)]
+    tokens, mask = sft.pack_pairs(pairs, CharTokenizer(), seq_len=10)
+    text = ["".join(chr(t) if t > 1 else "|" if t == 1 else "." for t in row) for row in tokens]
+    assert text == ["abxyz|cduv|", "ew|........", "fffffffffgg"]  # the last one truncated
+    assert [m.astype(int).tolist() for m in mask] == [
+        [0, 1, 1, 1, 1, 0, 0, 1, 1, 1], [1, 1, 0, 0, 0, 0, 0, 0, 0, 0], [0] * 8 + [1, 1]]
+    _, unmasked = sft.pack_pairs(pairs, CharTokenizer(), seq_len=10, mask_prompt=False)
+    assert unmasked[0].all() and unmasked[1].tolist() == [True, True] + [False] * 8

@@ -18,7 +18,7 @@ ENV = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}  # one CPU device,
 
 def main(workdir, *overrides):
     return [sys.executable, "-m", "r1jax.main", f"--config={SMOKE}", f"--workdir={workdir}",
-            *overrides]
+            "--config.rl.eval_every=0", *overrides]  # evaluation has tests of its own
 
 
 def steps_logged(workdir):

@@ -1,0 +1,250 @@
+"""Benchmarks: their problems (from local files in the formats they are published in), judges and
+the paper's evaluation defaults.
+
+    bench = BENCHMARKS["math500"]
+    problems = load("math500", data_dir)      # [{"id", "question", "answer", ...}]
+    correct, answer = bench.judge(completion, problems[0])
+
+A benchmark's file is `{data_dir}/{name}.jsonl`, `.parquet` or `.csv`, or a directory
+`{data_dir}/{name}/` whose files of those kinds are all read in name order (AIME 2025 is published
+as two files, I and II); `path=` names a file or directory directly. The columns are those of the
+public releases:
+
+    math500       HuggingFaceH4/MATH-500 test.jsonl: problem, answer (+ solution, subject, level,
+                  unique_id)
+    aime24        Maxwell-Jia/AIME_2024 aime_2024_problems.parquet: ID, Problem, Answer
+                  (+ Solution);
+                  lowercase id/problem/answer (HuggingFaceH4/aime_2024) read too
+    aime25        opencompass/AIME2025 aime2025-I.jsonl, aime2025-II.jsonl: question, answer;
+                  problem/answer (yentinglin/aime_2025, MathArena) read too
+    gsm8k         openai/gsm8k test: question, answer (worked solution ending "#### 42")
+    gpqa_diamond  Idavidrein/gpqa gpqa_diamond.csv: Question, Correct Answer, Incorrect Answer 1-3
+                  (+ Record ID)
+    countdown     Jiayi-Pan/Countdown-Tasks-3to4: nums, target; or TinyZero's processed parquet,
+                  reward_model.ground_truth = {numbers, target}
+    toy_arithmetic, toy_countdown   generated: r1jax.data.tasks.make_split(task, "test", n, seed)
+
+GPQA's options are shuffled per question with a fixed seed (the released files always list the
+correct answer first); each problem keeps its shown `options` and the gold letter in `answer`.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import functools
+import json
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+from r1jax import rewards
+from r1jax.data import tasks
+
+SUFFIXES = (".jsonl", ".parquet", ".csv")
+LETTERS = "ABCD"
+GPQA_SEED = 0
+
+Judge = Callable[[str, dict], tuple[bool, str | None]]  # (completion, problem) -> (correct, answer)
+
+
+def read_records(path: Path) -> list[dict]:
+    """Rows of a .jsonl, .parquet or .csv file as dicts."""
+    if path.suffix == ".jsonl":
+        rows = []
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{path}, line {number}: not a JSON object ({e})") from e
+        return rows
+    if path.suffix == ".parquet":
+        try:
+            import pyarrow.parquet as pq
+        except ImportError as e:
+            raise ImportError(f"reading {path} needs pyarrow: pip install pyarrow") from e
+        return pq.read_table(path).to_pylist()
+    if path.suffix == ".csv":
+        with path.open(newline="", encoding="utf-8") as f:
+            return list(csv.DictReader(f))
+    raise ValueError(f"{path}: unknown file type; expected one of {', '.join(SUFFIXES)}")
+
+
+def _field(row: dict, names: tuple[str, ...], where: str):
+    for name in names:
+        if row.get(name) is not None:
+            return row[name]
+    raise ValueError(f"{where}: no column {' or '.join(map(repr, names))} in a row with columns "
+                     f"{sorted(row)}")
+
+
+def math_problems(rows, where, question=("problem", "Problem", "question"),
+                  answer=("answer", "Answer"), ids=("unique_id", "ID", "id")) -> list[dict]:
+    """MATH-500 / AIME rows: the problem text and its final answer."""
+    out = []
+    for i, row in enumerate(rows):
+        id_ = next((row[n] for n in ids if row.get(n) is not None), f"{Path(where).stem}/{i}")
+        out.append({"id": str(id_), "question": str(_field(row, question, where)).strip(),
+                    "answer": str(_field(row, answer, where)).strip()})
+    return out
+
+
+def gsm8k_problems(rows, where) -> list[dict]:
+    """GSM8K rows: the gold answer is the number after the solution's final "####"."""
+    out = []
+    for i, row in enumerate(rows):
+        solution = str(_field(row, ("answer",), where))
+        if "####" not in solution:
+            raise ValueError(f"{where}, row {i}: the answer has no '#### <number>' line")
+        out.append({"id": f"{Path(where).stem}/{i}",
+                    "question": str(_field(row, ("question",), where)).strip(),
+                    "answer": solution.rsplit("####", 1)[1].strip().replace(",", "")})
+    return out
+
+
+def gpqa_problems(rows, where, seed: int = GPQA_SEED) -> list[dict]:
+    """GPQA rows as 4-option multiple choice, options shuffled by a per-question seeded rng (so a
+    question's order does not depend on the other rows), in simple-evals' layout."""
+    out = []
+    for i, row in enumerate(rows):
+        question = str(_field(row, ("Question",), where)).strip()
+        correct = str(_field(row, ("Correct Answer",), where)).strip()
+        texts = [correct] + [str(_field(row, (f"Incorrect Answer {j}",), where)).strip()
+                             for j in (1, 2, 3)]
+        order = list(range(len(texts)))  # order[i]: which text is shown as option i
+        random.Random(f"gpqa/{seed}/{question}").shuffle(order)
+        options = [texts[j] for j in order]
+        shown = "\n".join(f"{letter}) {text}" for letter, text in zip(LETTERS, options))
+        out.append({"id": str(row.get("Record ID") or f"{Path(where).stem}/{i}"),
+                    "question": f"{question}\n\n{shown}", "options": options,
+                    "answer": LETTERS[order.index(0)]})
+    return out
+
+
+def countdown_problems(rows, where) -> list[dict]:
+    """Countdown rows (raw nums/target, or TinyZero's reward_model.ground_truth) in the toy
+    world's question wording, scored by the `countdown` reward."""
+    out = []
+    for i, row in enumerate(rows):
+        truth = (row.get("reward_model") or {}).get("ground_truth") or row
+        numbers = [int(n) for n in _field(truth, ("nums", "numbers"), where)]
+        target = int(_field(truth, ("target",), where))
+        out.append({"id": f"{Path(where).stem}/{i}", "numbers": numbers, "target": target,
+                    "answer": "",
+                    "question": f"Using the numbers {numbers}, create an equation that equals "
+                                f"{target}. Use +, -, * or / and each number exactly once"})
+    return out
+
+
+def judge_math(completion: str, problem: dict) -> tuple[bool, str | None]:
+    """The extracted final answer, math-equivalent to the gold one (the accuracy reward's test)."""
+    pred = rewards.extract_answer(completion)
+    return pred is not None and rewards.math_equal(pred, problem["answer"]), pred
+
+
+def judge_reward(name: str, completion: str, problem: dict) -> tuple[bool, str | None]:
+    """Correct when the task reward `name` gives full marks (>= 1); the answer is the extracted
+    one."""
+    score = rewards.get(name)([completion], [problem])[0]
+    return bool(score >= 1.0), rewards.extract_answer(completion)
+
+
+def judge_choice(completion: str, problem: dict) -> tuple[bool, str | None]:
+    """The letter the `choice` reward accepts for this completion (None if no option's), and
+    whether it is the gold letter."""
+    score = rewards.get("choice")
+    accepted = [letter for letter in LETTERS[: len(problem["options"])]
+                if score([completion], [{"answer": letter}])[0] >= 1.0]
+    answer = accepted[0] if accepted else None
+    return answer == problem["answer"], answer
+
+
+def math_equivalent(answer: str, representative: str) -> bool:
+    """Whether two extracted answers vote together: equal strings, or math-equivalent with the
+    group's first answer in the gold position (math_equal is not symmetric)."""
+    return answer == representative or rewards.math_equal(answer, representative)
+
+
+def same_string(answer: str, representative: str) -> bool:
+    return answer == representative
+
+
+@dataclasses.dataclass(frozen=True)
+class Benchmark:
+    """A benchmark's loader, judge, answer grouping for cons@k, and evaluation defaults.
+
+    k: samples per problem (R1-v2 Supp. D.1: 64 for AIME and GPQA, 16 for MATH; r1jax's choice
+    where the paper has none). max_new_tokens: the paper's 32,768, lowered to fit the model's
+    max_position at run time.
+    """
+
+    judge: Judge
+    k: int
+    parse: Callable[[list, str], list[dict]] | None = None  # rows, file name -> problems
+    toy_task: str | None = None
+    equivalent: Callable[[str, str], bool] = math_equivalent
+    columns: str = ""  # for the missing-file message
+    max_new_tokens: int = 32_768
+
+
+BENCHMARKS = {
+    "math500": Benchmark(judge_math, 16, math_problems,
+                         columns="JSONL/parquet with problem, answer (HuggingFaceH4/MATH-500)"),
+    "aime24": Benchmark(judge_math, 64, math_problems,
+                        columns="parquet/JSONL with ID, Problem, Answer (Maxwell-Jia/AIME_2024)"),
+    "aime25": Benchmark(judge_math, 64, math_problems,
+                        columns="JSONL/parquet with question (or problem), answer "
+                                "(opencompass/AIME2025)"),
+    "gsm8k": Benchmark(judge_math, 4, gsm8k_problems,
+                       columns="JSONL/parquet with question, answer ending '#### N' "
+                               "(openai/gsm8k)"),
+    "gpqa_diamond": Benchmark(judge_choice, 64, gpqa_problems, equivalent=same_string,
+                              columns="CSV/parquet with Question, Correct Answer, Incorrect "
+                                      "Answer 1-3 (Idavidrein/gpqa)"),
+    "countdown": Benchmark(functools.partial(judge_reward, "countdown"), 4, countdown_problems,
+                           columns="parquet/JSONL with nums, target (Jiayi-Pan/Countdown-Tasks-"
+                                   "3to4) or TinyZero's reward_model.ground_truth"),
+    "toy_arithmetic": Benchmark(functools.partial(judge_reward, "arithmetic"), 16,
+                                toy_task="arithmetic", max_new_tokens=256),
+    "toy_countdown": Benchmark(functools.partial(judge_reward, "countdown"), 16,
+                               toy_task="countdown", max_new_tokens=256),
+}
+
+
+def _files(name: str, data_dir, path) -> list[Path]:
+    bench = BENCHMARKS[name]
+    if path is not None:
+        candidates = [Path(path)]
+    elif data_dir is None:
+        raise ValueError(f"benchmark {name!r} reads local files: give a data directory "
+                         f"(--data_dir or R1JAX_DATA_DIR) holding {name}.jsonl, .parquet or .csv "
+                         f"({bench.columns})")
+    else:
+        candidates = [Path(data_dir) / f"{name}{s}" for s in SUFFIXES] + [Path(data_dir) / name]
+    for candidate in candidates:
+        if candidate.is_file():
+            return [candidate]
+        if candidate.is_dir():
+            files = sorted(p for p in candidate.iterdir() if p.suffix in SUFFIXES)
+            if files:
+                return files
+    raise FileNotFoundError(f"no data for benchmark {name!r}: looked for "
+                            f"{', '.join(map(str, candidates))}; expected {bench.columns}")
+
+
+def load(name: str, data_dir=None, *, path=None, n: int = 0, seed: int = 0,
+         levels=tasks.LEVELS) -> list[dict]:
+    """The problems of benchmark `name`: the first `n` (all when 0) of its files, or for a toy
+    benchmark `n` (500 when 0) generated test problems of `levels`."""
+    if name not in BENCHMARKS:
+        raise KeyError(f"unknown benchmark {name!r}; known: {', '.join(sorted(BENCHMARKS))}")
+    bench = BENCHMARKS[name]
+    if bench.toy_task is not None:
+        return tasks.make_split(bench.toy_task, "test", n or 500, seed, levels=tuple(levels))
+    problems = []
+    for file in _files(name, data_dir, path):
+        problems += bench.parse(read_records(file), str(file))
+    if not problems:
+        raise ValueError(f"benchmark {name!r}: its files hold no problems")
+    return problems[:n] if n else problems

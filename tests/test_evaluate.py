@@ -1,0 +1,308 @@
+"""Evaluation: the estimators, majority voting, benchmark loaders and judges, prompt templates,
+batching, and the command line end to end on a tiny HF checkpoint and a tiny r1jax workdir."""
+
+import csv
+import importlib.util
+import itertools
+import json
+import math
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from r1jax import benchmarks_data, evaluate, models, sampling, tokenizers
+from r1jax.benchmarks_data import BENCHMARKS, LETTERS
+from r1jax.checkpoint import Checkpointer
+from r1jax.data import CorpusConfig, corpus_documents
+from r1jax.mesh import make_mesh
+from r1jax.optim import make_optimizer
+from r1jax.templates import r1_zero_prompt
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+FIXTURES = os.path.join(TESTS, "fixtures", "eval")
+SMOKE_CONFIG = os.path.join(os.path.dirname(TESTS), "experiments", "r1_zero_toy.py")
+CFG = models.get_config("tiny", vocab_size=512)
+REQUIRED_KEYS = {"pass@1", "cons@k", "pass@k", "length/mean", "truncated_frac", "n_problems", "k"}
+# A chat template in the style of Qwen's, for the r1_usage template through jinja2.
+CHAT_TEMPLATE = ("{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n"
+                 "{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}")
+
+
+# --- Estimators and voting -----------------------------------------------------------------
+
+
+def brute_force_pass_at_k(n, c, k):
+    """The share of the k-subsets of n samples (c of them correct) holding a correct one."""
+    subsets = list(itertools.combinations(range(n), k))
+    return sum(any(i < c for i in s) for s in subsets) / len(subsets)
+
+
+def test_pass_at_k_matches_enumerating_every_subset():
+    for n in range(1, 9):
+        for c in range(n + 1):
+            for k in range(1, n + 1):
+                expected = brute_force_pass_at_k(n, c, k)
+                assert evaluate.pass_at_k(n, c, k) == pytest.approx(expected, abs=1e-12)
+                assert expected == pytest.approx(1 - math.comb(n - c, k) / math.comb(n, k))
+
+
+def test_pass_at_k_special_cases():
+    assert evaluate.pass_at_k(64, 5, 1) == pytest.approx(5 / 64)  # pass@1 = c / n
+    assert evaluate.pass_at_k(64, 61, 4) == 1.0  # n - c < k
+    assert evaluate.pass_at_k(1000, 0, 100) == 0.0
+    assert 0 < evaluate.pass_at_k(10_000, 1, 10) < 1  # no overflow where C(n, k) would
+    with pytest.raises(ValueError):
+        evaluate.pass_at_k(4, 5, 1)
+    with pytest.raises(ValueError):
+        evaluate.pass_at_k(4, 1, 5)
+
+
+def test_majority_vote_groups_equivalent_answers_written_differently():
+    answers = ["3", "1/2", None, "0.5", "3", "\\frac{1}{2}", None, "\\dfrac12"]
+    assert evaluate.majority_vote(answers) == 1  # 1/2 x4 beats 3 x2; unanswered do not vote
+    assert evaluate.majority_vote([None, None]) is None
+
+
+def test_majority_vote_tie_goes_to_the_earliest_sampled_group():
+    assert evaluate.majority_vote(["7", "0.5", "1/2", "7"]) == 0
+    assert evaluate.majority_vote([None, "1/2", "7", "0.5", "7"]) == 1
+    assert evaluate.majority_vote(["b", "a"], benchmarks_data.same_string) == 0
+
+
+def test_summary_from_records():
+    def record(correct, answers, cons_correct):
+        return {"completions": ["wait, check"] * len(correct), "correct": correct,
+                "answers": answers, "lengths": [4] * len(correct),
+                "truncated": [False] * len(correct), "cons_correct": cons_correct}
+
+    records = [record([True, False, False, True], ["1", "2", "2", "1"], True),
+               record([False] * 4, [None, "5", None, "6"], False)]
+    summary = evaluate.summarize(records, 4, pass_ks=(1, 2))
+    assert summary["pass@1"] == pytest.approx(0.25)
+    assert summary["cons@k"] == pytest.approx(0.5)
+    assert summary["pass@k"] == pytest.approx(0.5)
+    assert summary["pass@2"] == pytest.approx((1 - 1 / 6 + 0) / 2)
+    assert summary["answered_frac"] == pytest.approx(6 / 8)
+    assert summary["reflect/rate"] == 2.0
+    assert REQUIRED_KEYS <= set(summary)
+
+
+# --- Loaders and judges --------------------------------------------------------------------
+
+
+def test_loaders_read_the_published_formats():
+    math500 = benchmarks_data.load("math500", FIXTURES)
+    assert [p["answer"] for p in math500] == ["\\frac{1}{2}", "4", "[0, 1)"]
+    assert math500[0]["id"] == "test/prealgebra/1.json"
+    aime24 = benchmarks_data.load("aime24", FIXTURES)  # parquet, integer Answer column
+    assert [(p["id"], p["answer"]) for p in aime24] == [("2024-I-1", "80"), ("2024-II-4", "9")]
+    aime25 = benchmarks_data.load("aime25", FIXTURES)  # a directory of two JSONL files
+    assert [p["answer"] for p in aime25] == ["10", "32", "24"]
+    assert len({p["id"] for p in aime25}) == 3
+    assert [p["answer"] for p in benchmarks_data.load("gsm8k", FIXTURES)] == ["12", "2500"]
+    countdown = benchmarks_data.load("countdown", FIXTURES)  # TinyZero's nested ground truth
+    assert [(p["numbers"], p["target"]) for p in countdown] == [([3, 5, 7], 22),
+                                                                ([2, 9, 10, 4], 72)]
+    assert len(benchmarks_data.load("math500", FIXTURES, n=2)) == 2
+    toy = benchmarks_data.load("toy_countdown", n=6, seed=1, levels=(1,))
+    assert len(toy) == 6 and all(p["level"] == 1 for p in toy)
+    assert toy == benchmarks_data.load("toy_countdown", n=6, seed=1, levels=(1,))
+
+
+def test_a_missing_file_is_an_error_naming_it_and_the_format(tmp_path):
+    with pytest.raises(FileNotFoundError) as e:
+        benchmarks_data.load("aime24", tmp_path)
+    assert str(tmp_path / "aime24.parquet") in str(e.value)
+    assert "ID, Problem, Answer" in str(e.value)
+    with pytest.raises(ValueError, match="R1JAX_DATA_DIR"):
+        benchmarks_data.load("math500", None)
+    (tmp_path / "math500.jsonl").write_text('{"problem": "x", "answer": "1"}\n{oops\n')
+    with pytest.raises(ValueError, match="line 2"):
+        benchmarks_data.load("math500", tmp_path)
+    (tmp_path / "gsm8k.jsonl").write_text('{"question": "x"}\n')
+    with pytest.raises(ValueError, match="'answer'"):
+        benchmarks_data.load("gsm8k", tmp_path)
+
+
+def test_gpqa_options_are_shuffled_with_a_fixed_seed_and_the_gold_letter_follows():
+    problems = benchmarks_data.load("gpqa_diamond", FIXTURES)
+    with open(os.path.join(FIXTURES, "gpqa_diamond.csv"), newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(problems) == len(rows)
+    for problem, row in zip(problems, rows):
+        letter = problem["answer"]
+        assert problem["options"][LETTERS.index(letter)] == row["Correct Answer"]
+        assert sorted(problem["options"]) == sorted(
+            [row["Correct Answer"]] + [row[f"Incorrect Answer {j}"] for j in (1, 2, 3)])
+        assert f"\n{letter}) {row['Correct Answer']}" in problem["question"]
+        right, answer = BENCHMARKS["gpqa_diamond"].judge(f"so \\boxed{{{letter}}}", problem)
+        assert right and answer == letter
+        wrong = LETTERS[(LETTERS.index(letter) + 1) % 4]
+        assert BENCHMARKS["gpqa_diamond"].judge(f"<answer>({wrong})</answer>", problem) == (
+            False, wrong)
+    assert len({p["answer"] for p in problems}) > 1  # the released order (correct first) is gone
+    assert problems == benchmarks_data.load("gpqa_diamond", FIXTURES)
+
+
+def test_judges():
+    math_judge = BENCHMARKS["math500"].judge
+    assert math_judge("... \\boxed{0.5}", {"answer": "\\frac{1}{2}"}) == (True, "0.5")
+    assert math_judge("no answer", {"answer": "1"}) == (False, None)
+    arithmetic = BENCHMARKS["toy_arithmetic"].judge
+    assert arithmetic("<think>x</think> <answer> 1,309 </answer>", {"answer": "1309"}) == (
+        True, "1,309")
+    countdown = BENCHMARKS["countdown"].judge
+    problem = {"numbers": [3, 5, 7], "target": 22}
+    assert countdown("<answer>3 * 5 + 7</answer>", problem) == (True, "3 * 5 + 7")
+    assert countdown("<answer>3 * 7 + 5</answer>", problem)[0] is False
+
+
+# --- Prompt templates ------------------------------------------------------------------------
+
+
+def write_chat_config(directory):
+    (directory / "tokenizer_config.json").write_text(json.dumps(
+        {"chat_template": CHAT_TEMPLATE, "bos_token": {"content": "<s>"}, "eos_token": "</s>"}))
+
+
+def test_prompt_templates(tmp_path):
+    assert evaluate.prompt_function("auto", tmp_path)[0] == "r1_zero"
+    with pytest.raises(ValueError, match="chat template"):
+        evaluate.prompt_function("r1_usage", tmp_path)
+    write_chat_config(tmp_path)
+    name, prompt = evaluate.prompt_function("auto", tmp_path)
+    assert name == "r1_usage"
+    assert prompt("What is 1+1?") == (
+        "<s><|user|>What is 1+1?\nPlease reason step by step, and put your final answer within "
+        "\\boxed{}.\n<|assistant|><think>\n")
+    # DeepSeek-R1-Distill's template already ends the generation prompt with <think>\n.
+    (tmp_path / "chat_template.jinja").write_text("{{ messages[0]['content'] }}{{ '|<think>\\n' }}")
+    assert evaluate.prompt_function("r1_usage", tmp_path)[1]("Q").endswith("boxed{}.|<think>\n")
+
+
+# --- Running a model -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tokenizer_file(tmp_path_factory):
+    """A SentencePiece tokenizer trained on the toy world's corpus, as r1jax.main trains it."""
+    prefix = tmp_path_factory.mktemp("tok") / "tokenizer"
+    tokenizers.train_sentencepiece(corpus_documents(0, 200, CorpusConfig()), prefix, 400)
+    return prefix.with_suffix(".model")
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tokenizer_file):
+    tok = tokenizers.load_tokenizer(tokenizer_file)
+    assert tok.vocab_size <= CFG.vocab_size
+    return tok
+
+
+@pytest.fixture(scope="module")
+def params():
+    return models.init(CFG, jax.random.key(0))
+
+
+def test_all_samples_of_a_batch_of_problems_go_to_the_sampler_in_one_call(
+        monkeypatch, tokenizer, params):
+    calls = []
+    generate = sampling.generate
+
+    def counting_generate(cfg, params, prompts, rng, **kwargs):
+        calls.append((len(prompts), kwargs["num_samples"]))
+        return generate(cfg, params, prompts, rng, **kwargs)
+
+    monkeypatch.setattr(sampling, "generate", counting_generate)
+    # The shapes of the workdir test's command line (8 devices, k=2, 8 tokens): one compilation.
+    mesh = make_mesh()
+    params = models.shard_params(CFG, params, mesh)
+    problems = [{**p, "prompt": r1_zero_prompt(p["question"])}
+                for p in benchmarks_data.load("toy_arithmetic", n=10)]
+    kwargs = {"k": 2, "max_new_tokens": 8, "judge": BENCHMARKS["toy_arithmetic"].judge,
+              "prompts_per_batch": 5, "mesh": mesh,
+              "stop_tokens": (tokenizer.eos_id, tokenizer.token_to_id("</answer>"))}
+    summary, records = evaluate.run(CFG, params, tokenizer, problems, rng=jax.random.key(0),
+                                    **kwargs)
+    # 5 prompts per call, rounded up to the 8 data-parallel devices: 2 calls, the last padded.
+    assert calls == [(8, 2)] * 2
+    assert [r["id"] for r in records] == [p["id"] for p in problems]
+    assert all(len(r["completions"]) == 2 and len(r["lengths"]) == 2 for r in records)
+    assert summary["n_problems"] == 10 and summary["k"] == 2
+    truncated = [(t, n) for r in records for t, n in zip(r["truncated"], r["lengths"])]
+    assert all(n == 8 for t, n in truncated if t)
+    assert summary["truncated_frac"] == pytest.approx(np.mean([t for t, _ in truncated]))
+
+    hook = evaluate.training_hook(CFG, tokenizer, problems, **kwargs)
+    metrics = hook(7, params)
+    assert len(calls) == 4 and metrics["eval/n_problems"] == 10
+    assert {k: v for k, v in metrics.items() if "_s" not in k} == {
+        k: v for k, v in hook(7, params).items() if "_s" not in k}  # the rng follows the step
+
+
+def check_outputs(out, capsys, benchmark, n_problems, k):
+    summary = json.loads(out.read_text())
+    assert REQUIRED_KEYS <= set(summary)
+    assert summary["benchmark"] == benchmark
+    assert (summary["n_problems"], summary["k"]) == (n_problems, k)
+    assert 0 <= summary["pass@1"] <= summary["pass@k"] <= 1
+    assert 0 <= summary["cons@k"] <= summary["pass@k"]
+    records = [json.loads(line) for line in out.with_suffix(".problems.jsonl").open()]
+    assert len(records) == n_problems and all(len(r["completions"]) == k for r in records)
+    table = capsys.readouterr().out
+    assert "| metric | value |" in table and f"| pass@1 | {summary['pass@1']:.4f} |" in table
+    return summary
+
+
+def test_cli_on_a_tiny_hf_checkpoint(tmp_path, tokenizer_file, params, capsys):
+    checkpoint = tmp_path / "hf"
+    models.save_hf(CFG, params, str(checkpoint))
+    (checkpoint / "tokenizer.model").write_bytes(tokenizer_file.read_bytes())
+    write_chat_config(checkpoint)
+    out = tmp_path / "results" / "math500.json"
+    summary = evaluate.main([f"--checkpoint={checkpoint}", "--benchmark=math500",
+                             f"--data_dir={FIXTURES}", "--k=2", "--max_new_tokens=8",
+                             f"--out={out}", "--pass_k=1"])
+    assert summary["template"] == "r1_usage" and summary["max_new_tokens"] == 8
+    check_outputs(out, capsys, "math500", 3, 2)
+
+
+def make_workdir(workdir, params, tokenizer_file):
+    """An r1jax workdir as `python -m r1jax.main --config=experiments/r1_zero_toy.py:smoke` leaves
+    it: config.json, tokenizer.model, checkpoints/<step> with policy, reference and optimizer."""
+    spec = importlib.util.spec_from_file_location("r1_zero_toy", SMOKE_CONFIG)
+    experiment = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(experiment)
+    config = experiment.get_config("smoke")
+    config.model.update(name="tiny", vocab_size=CFG.vocab_size)
+    workdir.mkdir()
+    (workdir / "config.json").write_text(json.dumps(config.to_dict(), default=str))
+    (workdir / "tokenizer.model").write_bytes(tokenizer_file.read_bytes())
+    state = {"params": params, "ref_params": jax.tree.map(lambda x: x * 0, params),
+             "opt_state": make_optimizer(1e-3, 10).init(params)}
+    ckpt = Checkpointer(str(workdir))
+    ckpt.save(2, state, {"step": 2, "data": {}, "nonfinite_in_row": 0})
+    ckpt.close()
+
+
+def test_cli_on_an_r1jax_workdir(tmp_path, tokenizer_file, params, capsys):
+    workdir = tmp_path / "run"
+    make_workdir(workdir, params, tokenizer_file)
+    cfg, restored, tokenizer, _ = evaluate.load_checkpoint(workdir)
+    assert cfg == CFG and tokenizer.vocab_size <= cfg.vocab_size
+    jax.tree.map(np.testing.assert_array_equal, restored, params)  # the policy, not the reference
+    out = tmp_path / "toy.json"
+    summary = evaluate.main([f"--checkpoint={workdir}", "--benchmark=toy_arithmetic",
+                             "--n_problems=5", "--k=2", "--max_new_tokens=8", f"--out={out}"])
+    assert summary["template"] == "r1_zero"
+    check_outputs(out, capsys, "toy_arithmetic", 5, 2)
+
+
+def test_cli_errors_are_one_sentence(tmp_path):
+    with pytest.raises(SystemExit, match="no data for benchmark 'gsm8k'"):
+        evaluate.main([f"--checkpoint={tmp_path}", "--benchmark=gsm8k", f"--data_dir={tmp_path}",
+                       f"--out={tmp_path / 'x.json'}"])
+    with pytest.raises(SystemExit, match="neither an r1jax workdir"):
+        evaluate.main([f"--checkpoint={tmp_path}", "--benchmark=gsm8k",
+                       f"--data_dir={FIXTURES}", f"--out={tmp_path / 'x.json'}"])
