@@ -205,6 +205,25 @@ class Trainer:
         return Rollout(examples, np.repeat(padded, G, 0), np.repeat(prompt_mask, G, 0), tokens,
                        mask, logprobs, lengths, texts, rewards, terms, stats)
 
+    def informative(self, ro: Rollout, sample_more):
+        """DAPO dynamic sampling: the rollout cut to B groups whose rewards are not all equal.
+
+        ``sample_more(i)`` samples and scores the i-th extra batch; extra batches are drawn until
+        B informative groups exist or ``dynamic_sampling_max_batches`` batches were sampled in
+        all. If too few are found, groups with equal rewards fill the batch (they get advantage
+        0), so the update keeps its shape. Returns (rollout, batches sampled).
+        """
+        rl, G = self.rl, self.rl.group_size
+        rollouts = [ro]
+        while (sum(_informative_groups(r, G).sum() for r in rollouts) < rl.prompts_per_step
+               and len(rollouts) < rl.dynamic_sampling_max_batches):
+            rollouts.append(sample_more(len(rollouts)))
+        merged = _concat(rollouts)
+        flags = _informative_groups(merged, G)
+        order = np.concatenate([np.flatnonzero(flags), np.flatnonzero(~flags)])
+        groups = np.sort(order[:rl.prompts_per_step])
+        return _take(merged, (groups[:, None] * G + np.arange(G)).ravel()), len(rollouts)
+
     def truncated(self, ro: Rollout) -> np.ndarray:
         last = ro.tokens[np.arange(len(ro.lengths)), np.maximum(ro.lengths - 1, 0)]
         return (ro.lengths == self.rl.max_new_tokens) & ~np.isin(last, self.stop_tokens)
@@ -253,12 +272,44 @@ class Trainer:
         return jax.device_put(tree, NamedSharding(self.mesh, spec))
 
 
+def _informative_groups(ro: Rollout, group_size: int) -> np.ndarray:
+    """bool [groups]: the group's finite rewards are not all equal (its advantages are not 0)."""
+    groups = np.where(np.isfinite(ro.rewards), ro.rewards, np.nan).reshape(-1, group_size)
+    with np.errstate(all="ignore"):
+        return np.nan_to_num(np.nanmax(groups, 1) - np.nanmin(groups, 1)) > 0
+
+
+def _concat(rollouts) -> Rollout:
+    """Rollouts stacked row-wise; prompts re-padded on the left to the longest bucket."""
+    width = max(r.prompts.shape[1] for r in rollouts)
+
+    def left_pad(x, fill):
+        return np.pad(x, ((0, 0), (width - x.shape[1], 0)), constant_values=fill)
+
+    return Rollout(
+        examples=[ex for r in rollouts for ex in r.examples],
+        # The padding's token ids are masked out of attention, so any id serves.
+        prompts=np.concatenate([left_pad(r.prompts, 0) for r in rollouts]),
+        prompt_mask=np.concatenate([left_pad(r.prompt_mask, False) for r in rollouts]),
+        texts=[t for r in rollouts for t in r.texts],
+        terms={k: np.concatenate([r.terms[k] for r in rollouts]) for k in rollouts[0].terms},
+        reward_stats={k: sum(r.reward_stats[k] for r in rollouts)
+                      for k in rollouts[0].reward_stats},
+        **{f: np.concatenate([getattr(r, f) for r in rollouts])
+           for f in ("tokens", "mask", "logprobs", "lengths", "rewards")})
+
+
+def _take(ro: Rollout, rows) -> Rollout:
+    return dataclasses.replace(
+        ro, examples=[ro.examples[i] for i in rows], texts=[ro.texts[i] for i in rows],
+        terms={k: v[rows] for k, v in ro.terms.items()},
+        **{f: getattr(ro, f)[rows] for f in ("prompts", "prompt_mask", "tokens", "mask",
+                                              "logprobs", "lengths", "rewards")})
+
+
 def step_metrics(rl, ro: Rollout, train_out: dict, advantages, trunc) -> dict:
     """The per-step metrics of issue 6 from one rollout and its updates."""
-    G = rl.group_size
-    groups = ro.rewards.reshape(-1, G)
-    zero_std = np.array([np.nanmax(g) == np.nanmin(g) if np.isfinite(g).any() else True
-                         for g in groups])
+    zero_std = ~_informative_groups(ro, rl.group_size)
     out = {"reward/total": float(np.nanmean(ro.rewards)) if np.isfinite(ro.rewards).any() else 0.0,
            "reward/unscorable_frac": float(np.mean(~np.isfinite(ro.rewards))),
            "adv/zero_std_frac": float(zero_std.mean()),
@@ -284,8 +335,8 @@ def train(rl, workdir, cfg, params, tokenizer, scorer, examples, mesh, evaluate=
     """Run (or resume) R1-Zero training; returns the final params.
 
     ``examples`` is an iterator of batches (lists of ``prompts_per_step`` example dicts, each
-    with a ``prompt``) that has ``get_state``/``set_state`` (a grain DatasetIterator). ``evaluate(step, params) -> dict`` is
-    called every ``rl.eval_every`` steps when given. SIGTERM (TPU preemption) makes the run
+    with a ``prompt``) that has ``get_state``/``set_state`` (a grain DatasetIterator).
+    ``evaluate(step, params) -> dict`` is called every ``rl.eval_every`` steps when given. SIGTERM (TPU preemption) makes the run
     checkpoint at the end of the current step and return.
     """
     trainer = Trainer(rl, cfg, tokenizer, scorer, mesh)
@@ -330,6 +381,9 @@ def train(rl, workdir, cfg, params, tokenizer, scorer, examples, mesh, evaluate=
             jax.block_until_ready(sampled[2].tokens)
             t1 = time.perf_counter()
             ro = trainer.score(sampled)
+            if rl.dynamic_sampling:
+                ro, n_batches = trainer.informative(ro, lambda i: trainer.score(trainer.sample(
+                    state["params"], next_batch(), jax.random.fold_in(rng, 1000 + i))))
             t2 = time.perf_counter()
             params, opt_state, train_out, adv = trainer.train_on(
                 state["params"], state["opt_state"], state["ref_params"], ro,
@@ -338,6 +392,8 @@ def train(rl, workdir, cfg, params, tokenizer, scorer, examples, mesh, evaluate=
             t3 = time.perf_counter()
             nonfinite = nonfinite + 1 if train_out["skipped"] else 0
             out = step_metrics(rl, ro, train_out, adv, trainer.truncated(ro))
+            if rl.dynamic_sampling:
+                out["dynamic_sampling/batches"] = n_batches
             out.update({"time/sample_s": t1 - t0, "time/reward_s": t2 - t1,
                         "time/train_s": t3 - t2, "rollout/policy_lag": int(rl.async_rewards),
                         "throughput/tokens_per_s": float(ro.lengths.sum()) / (t3 - t0)})

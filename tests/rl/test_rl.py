@@ -1,5 +1,6 @@
 """The R1-Zero loop on a tiny random model: it learns, shards, resumes exactly, guards NaNs."""
 
+import dataclasses
 import json
 import os
 import sys
@@ -123,3 +124,32 @@ def test_non_finite_updates_are_skipped_then_the_run_stops(tmp_path, tokenizer, 
     assert [h["updates/skipped"] for h in history[2:]] == [1, 1, 1]
     with open(tmp_path / "metrics.jsonl") as f:
         assert all(json.loads(line) for line in f)
+
+
+def test_dynamic_sampling_keeps_only_informative_groups(tmp_path, tokenizer, scorer):
+    """Groups with equal rewards are dropped and more batches sampled until B remain."""
+    ro = rl.Rollout(
+        examples=[{"prompt": str(i // 2)} for i in range(8)],
+        prompts=np.zeros((8, 4), np.int32), prompt_mask=np.ones((8, 4), bool),
+        tokens=np.arange(8 * 3).reshape(8, 3), mask=np.ones((8, 3), bool),
+        logprobs=np.zeros((8, 3), np.float32), lengths=np.full(8, 3),
+        texts=[str(i) for i in range(8)], rewards=np.array([1, 1, 0, 1, 1, 1, np.nan, 0.5]),
+        terms={}, reward_stats={"reward/x_errors": 0})
+    trainer = rl.Trainer(config(prompts_per_step=4, group_size=2, dynamic_sampling=True,
+                                dynamic_sampling_max_batches=3),
+                         CFG, tokenizer, scorer, make_mesh(devices=jax.devices()[:1]))
+    extra = dataclasses.replace(ro, prompts=np.zeros((8, 2), np.int32),
+                                prompt_mask=np.ones((8, 2), bool), rewards=np.array(
+                                    [0, 1, 0, 0.5, 2, 3, 1, 1.0]),
+                                texts=[f"x{i}" for i in range(8)])
+    out, batches = trainer.informative(ro, lambda i: extra)
+    assert batches == 2
+    # Informative: the first batch's group 1 ([0, 1]; group 3 has one finite reward), then
+    # the extra batch's groups 0, 1 and 2; the batch is full after two batches.
+    assert out.texts == ["2", "3", "x0", "x1", "x2", "x3", "x4", "x5"]
+    assert out.prompts.shape == (8, 4) and not out.prompt_mask[4:, :2].any()
+
+
+def test_dynamic_sampling_runs_in_the_loop(tmp_path, tokenizer, scorer):
+    _, history = run(tmp_path, tokenizer, scorer, steps=2, dynamic_sampling=True)
+    assert all(1 <= h["dynamic_sampling/batches"] <= 4 for h in history)
