@@ -19,10 +19,10 @@ import jax
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # reward workers import it
-import slow_reward  # noqa: E402
+import slow_reward
 
-from r1jax import metrics, models, rewards, rl, tokenizers  # noqa: E402
-from r1jax.mesh import make_mesh  # noqa: E402
+from r1jax import metrics, models, rewards, rl, tokenizers
+from r1jax.mesh import make_mesh
 
 rewards.register("slow_length", slow_reward.slow_length_reward)
 CFG = models.get_config("tiny", vocab_size=320)

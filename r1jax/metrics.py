@@ -148,7 +148,7 @@ class MetricsWriter:
                          for r in kept)
         os.replace(tmp, self.path)
         self._last_step = kept[-1]["step"] if kept else -1
-        self._file = open(self.path, "a")  # noqa: SIM115 -- held until close()
+        self._file = open(self.path, "a")
         self._tb = SummaryWriter(os.path.join(workdir, "tb"),
                                  purge_step=start_step if start_step > 0 else None)
 

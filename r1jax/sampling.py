@@ -17,7 +17,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from r1jax.models import ModelConfig, forward_cached, init_cache, padding_positions
 from r1jax.models.sharding import BATCH_AXES

@@ -25,9 +25,15 @@ import os
 import random
 from collections.abc import Callable, Iterator
 
-from r1jax.data.tasks import LEVELS, TASKS, Arithmetic, Countdown, combine, sample_problem
+from r1jax.data.tasks import (
+    LEVELS,
+    TASKS,
+    Arithmetic,
+    Countdown,
+    combine,
+    sample_problem,
+)
 from r1jax.templates import r1_zero_prompt
-
 
 _SHORT_THINK = "The answer is easy."
 _SLIPS = (

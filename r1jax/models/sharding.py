@@ -10,7 +10,8 @@ is left unsplit on that axis, so every named config runs on every mesh shape.
 import re
 
 import jax
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from r1jax.models.configs import ModelConfig
 from r1jax.models.transformer import abstract_params, param_path

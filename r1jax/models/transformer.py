@@ -144,7 +144,7 @@ class Transformer(nnx.Module):
         return out.astype(jnp.float32)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _graphdef(cfg: ModelConfig, dtype):
     return nnx.graphdef(nnx.eval_shape(lambda: Transformer(cfg, dtype, nnx.Rngs(0))))
 

@@ -6,8 +6,6 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 from r1jax import metrics
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -14,7 +14,7 @@ from r1jax.checkpoint import Checkpointer
 from r1jax.mesh import make_mesh
 
 sys.path.insert(0, os.path.dirname(__file__))  # reward workers import rule_rewards from here
-import rule_rewards  # noqa: E402
+import rule_rewards
 
 rewards.register("test_share_of_a", rule_rewards.share_of_a)
 CFG = models.get_config("tiny", vocab_size=320)
