@@ -34,6 +34,17 @@ class Checkpointer:
             state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
         return restored["state"], restored["meta"]
 
+    def resume(self, like_state, iterator):
+        """(state, step, meta) of the latest checkpoint, with ``iterator`` (a grain iterator)
+        moved to where that run's data stood; (like_state, 0, {}) when there is none."""
+        step = self.latest_step()
+        if step is None:
+            return like_state, 0, {}
+        state, meta = self.restore(step, like_state)
+        iterator.set_state(meta["data"])
+        print(f"resumed at step {step} from {self._manager.directory}")
+        return state, step, meta
+
     def wait(self) -> None:
         """Block until pending asynchronous saves are on disk."""
         self._manager.wait_until_finished()

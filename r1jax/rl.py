@@ -346,13 +346,8 @@ def train(rl, workdir, cfg, params, tokenizer, scorer, examples, mesh, evaluate=
     state = {"params": jax.tree.map(jnp.copy, params), "ref_params": jax.tree.map(jnp.copy, params),
              "opt_state": trainer.optimizer.init(params)}
     ckpt = Checkpointer(workdir)
-    start, nonfinite = 0, 0
-    if ckpt.latest_step() is not None:
-        start = ckpt.latest_step()
-        state, meta = ckpt.restore(start, state)
-        examples.set_state(meta["data"])
-        nonfinite = meta["nonfinite_in_row"]
-        print(f"resumed from {workdir} at step {start}")
+    state, start, meta = ckpt.resume(state, examples)
+    nonfinite = meta.get("nonfinite_in_row", 0)
     terminated = []
     previous = signal.signal(signal.SIGTERM, lambda *_: terminated.append(True))
     writer = metrics.MetricsWriter(workdir, start_step=start + 1)  # keeps steps 1 .. start
