@@ -55,7 +55,8 @@ def default_config() -> ml_collections.ConfigDict:
         overlong_cache_len=0,  # DAPO soft overlong penalty over the last N tokens; 0 = off
         dynamic_sampling=False,  # DAPO: drop zero-variance groups, sample until B remain
         dynamic_sampling_max_batches=4,
-        async_rewards=False,
+        async_rewards=False,  # score step t while step t+1 samples (one step of policy lag;
+                              # a resumed run then differs from an uninterrupted one)
         max_nonfinite_in_row=5,
         checkpoint_every=50,
         eval_every=0,  # 0 = no evaluation during training
