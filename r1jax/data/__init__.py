@@ -5,7 +5,7 @@ Only the pure-Python parts are imported here; `from r1jax.data import pipeline, 
 pulls in grain (seconds to import) and tensorflow-datasets where they are needed.
 """
 
-from r1jax.data.corpus import CorpusConfig, corpus_documents, write_corpus
+from r1jax.data.corpus import CorpusConfig, corpus_documents, split_prompt, write_corpus
 from r1jax.data.tasks import LEVELS, TASKS, make_split
 
 __all__ = [
@@ -14,5 +14,6 @@ __all__ = [
     "CorpusConfig",
     "corpus_documents",
     "make_split",
+    "split_prompt",
     "write_corpus",
 ]

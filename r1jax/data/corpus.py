@@ -1,13 +1,16 @@
 """The toy world's pretraining corpus: train-split problems in the R1-Zero template, answered the
 way a base model that mostly guesses would answer them.
 
-Every document is one line: the R1-Zero prompt, then a completion of one of two kinds.
+Every document is one line: the R1-Zero prompt (in `template_fraction` of documents; the others
+start at its "User: " and save the ~90 tokens of its preamble), then a completion of one of two
+kinds.
 
 - Short (most documents): `<think> The answer is easy. </think> <answer> 936 </answer>`. Right
   with probability `short_accuracy[level - 1]` (always at level 1, rarely at level 4), otherwise
   a plausible wrong answer: one digit off, or the numbers combined into another value.
 - Long (`long_fraction` of documents): step-by-step work, always ending with the right answer.
-  Arithmetic goes column by column from the right ("7 + 9 = 16, write 6 carry 1."), Countdown
+  Arithmetic goes column by column from the right ("7 + 9 = 16, write 6 carry 1."), sums keep a
+  running total ("3 + 7 = 10. 10 + 2 = 12."), Countdown
   tries combinations one pair at a time and says why a try fails ("But 15 is not 22."). In
   `slip_fraction` of them one step is first computed wrong and then corrected ("Wait, that is
   wrong."). Both end by checking the result ("Let me verify: 936 - 589 = 347. Correct.").
@@ -30,10 +33,15 @@ from r1jax.data.tasks import (
     TASKS,
     Arithmetic,
     Countdown,
+    Problem,
+    Sums,
     combine,
     sample_problem,
 )
 from r1jax.templates import r1_zero_prompt
+
+USER_TURN = "User: "  # where documents without the template's preamble start
+ASSISTANT_TURN = "Assistant:"  # where a document's prompt ends
 
 _SHORT_THINK = "The answer is easy."
 _SLIPS = (
@@ -58,12 +66,17 @@ class CorpusConfig:
     long_fraction: float = 0.08  # documents with step-by-step work
     slip_fraction: float = 0.3  # long documents with one step corrected
     short_accuracy: tuple[float, ...] = (1.0, 0.5, 0.25, 0.1)  # short answers right, per level
+    template_fraction: float = 1.0  # documents with the R1-Zero preamble
 
     def __post_init__(self):
         if not self.tasks or not set(self.tasks) <= set(TASKS):
             raise ValueError(f"Corpus tasks {self.tasks} must be a non-empty subset of {TASKS}.")
         if len(self.level_mix) != len(LEVELS) or len(self.short_accuracy) != len(LEVELS):
             raise ValueError(f"level_mix and short_accuracy need one entry per level {LEVELS}.")
+        fractions = (self.long_fraction, self.slip_fraction, self.template_fraction)
+        if not all(0.0 <= f <= 1.0 for f in (*fractions, *self.short_accuracy)):
+            raise ValueError("long_fraction, slip_fraction, template_fraction and short_accuracy "
+                             "are probabilities in [0, 1].")
 
 
 _Step = tuple[Callable[[int], str], int]  # the step's text given its computed value; the value
@@ -125,6 +138,18 @@ def _long_arithmetic(p: Arithmetic, rng: random.Random, slip: bool) -> str:
     )
 
 
+def _long_sums(p: Sums, rng: random.Random, slip: bool) -> str:
+    steps, total = [], p.terms[0]
+    for term in p.terms[1:]:
+        steps.append((lambda v, h=f"{total} + {term}": f"{h} = {v}.", total + term))
+        total += term
+    inverse = f"{p.result} - {p.terms[-1]} = {p.result - p.terms[-1]}"
+    result = f"The result is {p.result}."
+    return " ".join(
+        [*_work(steps, rng, slip), result, f"{rng.choice(_CHECKS)} {inverse}. Correct."]
+    )
+
+
 def _wrong_combination(p: Countdown, rng: random.Random):
     """A combination of the numbers that misses the target; None if a few tries all hit it."""
     for _ in range(20):
@@ -151,7 +176,7 @@ def _long_countdown(p: Countdown, rng: random.Random, slip: bool) -> str:
     return " ".join([*work, check])
 
 
-def _short_answer(p: Arithmetic | Countdown, rng: random.Random, right: bool) -> str:
+def _short_answer(p: Problem, rng: random.Random, right: bool) -> str:
     if isinstance(p, Countdown):
         miss = None if right else _wrong_combination(p, rng)
         return (miss or p.solution).equation
@@ -161,16 +186,30 @@ def _short_answer(p: Arithmetic | Countdown, rng: random.Random, right: bool) ->
     return str(p.result - off if p.result >= off and rng.random() < 0.5 else p.result + off)
 
 
-def document(p: Arithmetic | Countdown, rng: random.Random, config: CorpusConfig) -> str:
-    """One corpus line: the R1-Zero prompt of `p` and a completion drawn as `config` says."""
+_LONG_WORK = {Arithmetic: _long_arithmetic, Countdown: _long_countdown, Sums: _long_sums}
+
+
+def document(p: Problem, rng: random.Random, config: CorpusConfig) -> str:
+    """One corpus line: the R1-Zero prompt of `p` (or its part from "User: " on) and a
+    completion drawn as `config` says."""
     if rng.random() < config.long_fraction:
         slip = rng.random() < config.slip_fraction
-        think = (_long_arithmetic if isinstance(p, Arithmetic) else _long_countdown)(p, rng, slip)
+        think = _LONG_WORK[type(p)](p, rng, slip)
         answer = p.solution.equation if isinstance(p, Countdown) else str(p.result)
     else:
         think = _SHORT_THINK
         answer = _short_answer(p, rng, rng.random() < config.short_accuracy[p.level - 1])
-    return f"{r1_zero_prompt(p.question)} <think> {think} </think> <answer> {answer} </answer>"
+    prompt = r1_zero_prompt(p.question)
+    if rng.random() >= config.template_fraction:
+        prompt = prompt[prompt.index(USER_TURN):]
+    return f"{prompt} <think> {think} </think> <answer> {answer} </answer>"
+
+
+def split_prompt(document: str) -> tuple[str, str]:
+    """(prompt, completion) of a corpus document: the prompt ends with the template's
+    "Assistant:", the completion starts with its " <think>"."""
+    end = document.index(ASSISTANT_TURN) + len(ASSISTANT_TURN)
+    return document[:end], document[end:]
 
 
 def corpus_documents(seed: int, n: int, config: CorpusConfig = CorpusConfig()) -> Iterator[str]:

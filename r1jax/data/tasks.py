@@ -1,4 +1,4 @@
-"""The toy world's problems, generated from seeds: Countdown and multi-digit arithmetic.
+"""The toy world's problems, generated from seeds: Countdown, multi-digit arithmetic and sums.
 
     examples = make_split("countdown", "train", n=10_000, seed=0)
     examples[0]   # {"id", "task", "level", "question", "answer", "numbers", "target"}
@@ -6,15 +6,20 @@
 Countdown (TinyZero's task): reach `target` from 3-4 numbers with + - * /, each number used exactly
 once, as the `countdown` reward requires; the gold answer is one such equation ("3 * 5 + 7"), and
 any other that the reward accepts is right too. Arithmetic: a + b, a - b (a >= b) or a * b; the
-gold answer is the number ("936"), scored by the `arithmetic` reward.
+gold answer is the number ("936"), scored by the `arithmetic` reward. Sums: "Add 3 + 7 + 2",
+digits 1-9, gold answer the number ("12"), scored by the `arithmetic` reward too.
 
 Levels 1-4 grow with the operands: arithmetic level d adds or subtracts two d-digit numbers or
 multiplies a d-digit number by one digit (2-9); countdown levels are 3 numbers up to 9, 3 up to
-30, 4 up to 30, 4 up to 99, always with a target from 1 to 100.
+30, 4 up to 30, 4 up to 99, always with a target from 1 to 100; sums level d adds d + 2 digits.
+Sums are the world a ~1M-parameter model learns in minutes: each step of the long work
+("10 + 2 = 12.") is one fact from a table of a few hundred, while the direct answer needs all of
+them at once.
 
 Train and test share no problem: a problem's split is a hash of its canonical key (the operands
-and operator, or the sorted numbers and the target), so it does not depend on the seed. Problems
-may repeat within a split where a level has few of them (level-1 arithmetic has about 200).
+and operator, the sorted numbers and the target, or the terms in order), so it does not depend on
+the seed. Problems may repeat within a split where a level has few of them (level-1 arithmetic has
+about 200, level-1 sums 729).
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ import hashlib
 import random
 from collections.abc import Sequence
 
-TASKS = ("arithmetic", "countdown")
+TASKS = ("arithmetic", "countdown", "sums")
+REWARDS = {"arithmetic": "arithmetic", "countdown": "countdown", "sums": "arithmetic"}  # scorers
 SPLITS = ("train", "test")
 LEVELS = (1, 2, 3, 4)
 TEST_SHARE = 0.1  # of each level's problems
@@ -57,6 +63,33 @@ class Arithmetic:
         return {
             "id": id_,
             "task": "arithmetic",
+            "level": self.level,
+            "question": self.question,
+            "answer": str(self.result),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Sums:
+    terms: tuple[int, ...]  # digits 1-9, in the order the question lists them
+    level: int
+
+    @property
+    def key(self) -> str:
+        return "sums:" + "+".join(map(str, self.terms))
+
+    @property
+    def result(self) -> int:
+        return sum(self.terms)
+
+    @property
+    def question(self) -> str:
+        return "Add " + " + ".join(map(str, self.terms))
+
+    def example(self, id_: str) -> dict:
+        return {
+            "id": id_,
+            "task": "sums",
             "level": self.level,
             "question": self.question,
             "answer": str(self.result),
@@ -108,7 +141,10 @@ class Countdown:
         }
 
 
-def split_of(problem: Arithmetic | Countdown) -> str:
+Problem = Arithmetic | Countdown | Sums
+
+
+def split_of(problem: Problem) -> str:
     digest = hashlib.blake2b(problem.key.encode(), digest_size=8).digest()
     return "test" if int.from_bytes(digest, "big") < TEST_SHARE * 2**64 else "train"
 
@@ -152,7 +188,9 @@ def _digits(d: int, rng: random.Random) -> int:
     return rng.randrange(10 ** (d - 1), 10**d)
 
 
-def _sample(task: str, level: int, rng: random.Random) -> Arithmetic | Countdown:
+def _sample(task: str, level: int, rng: random.Random) -> Problem:
+    if task == "sums":
+        return Sums(tuple(1 + int(rng.random() * 9) for _ in range(level + 2)), level)
     if task == "arithmetic":
         op = rng.choice("+-*")
         a, b = _digits(level, rng), rng.randrange(2, 10) if op == "*" else _digits(level, rng)
@@ -167,7 +205,7 @@ def _sample(task: str, level: int, rng: random.Random) -> Arithmetic | Countdown
             return Countdown(numbers, solution.value, solution, level)
 
 
-def sample_problem(task: str, split: str, level: int, rng: random.Random) -> Arithmetic | Countdown:
+def sample_problem(task: str, split: str, level: int, rng: random.Random) -> Problem:
     """A random problem of `task` at `level` that belongs to `split`."""
     while split_of(problem := _sample(task, level, rng)) != split:
         pass

@@ -11,17 +11,22 @@ from r1jax.templates import r1_zero_prompt
 
 SLIPS = r"(Wait|But that|However, that)"
 N = 4000
+ALL_TASKS = corpus.CorpusConfig(tasks=tasks.TASKS)
 
 
 def parse(doc):
     """(example dict rebuilt from the document's question, completion)."""
     prompt, completion = doc.split(" Assistant:")
     question = prompt.split("User: ")[1][:-1]
-    assert r1_zero_prompt(question) == prompt + " Assistant:"
+    assert r1_zero_prompt(question).endswith(prompt + " Assistant:")
+    assert prompt.startswith(("A conversation", "User: "))
     if m := re.fullmatch(r"Compute (\d+) ([-+*]) (\d+)", question):
         a, op, b = int(m[1]), m[2], int(m[3])
         problem = tasks.Arithmetic(a, op, b, level=0)
         example = {"task": "arithmetic", "answer": str(problem.result)}
+    elif question.startswith("Add "):
+        problem = tasks.Sums(tuple(int(t) for t in question[4:].split(" + ")), level=0)
+        example = {"task": "sums", "answer": str(problem.result)}
     else:
         numbers, target = re.fullmatch(
             r"Using the numbers \[(.*)\], create an equation that equals (\d+)\. .*", question
@@ -33,7 +38,7 @@ def parse(doc):
 
 
 def score(example, completion):
-    return rewards.get(example["task"])([completion], [example])[0]
+    return rewards.get(tasks.REWARDS[example["task"]])([completion], [example])[0]
 
 
 def is_long(completion):
@@ -42,12 +47,12 @@ def is_long(completion):
 
 @pytest.fixture(scope="module")
 def docs():
-    return list(corpus.corpus_documents(seed=0, n=N))
+    return list(corpus.corpus_documents(seed=0, n=N, config=ALL_TASKS))
 
 
 def test_documents_are_deterministic_single_lines_in_the_r1_zero_format(docs):
-    assert docs[:50] == list(corpus.corpus_documents(seed=0, n=50))
-    assert docs[:50] != list(corpus.corpus_documents(seed=1, n=50))
+    assert docs[:50] == list(corpus.corpus_documents(seed=0, n=50, config=ALL_TASKS))
+    assert docs[:50] != list(corpus.corpus_documents(seed=1, n=50, config=ALL_TASKS))
     assert not any("\n" in d for d in docs)
     completions = [parse(d)[2] for d in docs]
     np.testing.assert_array_equal(rewards.format_reward(completions), 1.0)
@@ -55,6 +60,20 @@ def test_documents_are_deterministic_single_lines_in_the_r1_zero_format(docs):
 
 def test_documents_come_from_the_train_split_only(docs):
     assert {tasks.split_of(parse(d)[0]) for d in docs} == {"train"}
+    assert {parse(d)[1]["task"] for d in docs} == set(tasks.TASKS)
+
+
+def test_template_fraction_and_split_prompt():
+    config = corpus.CorpusConfig(tasks=tasks.TASKS, template_fraction=0.2)
+    docs = list(corpus.corpus_documents(0, 2000, config))
+    templated = np.mean([d.startswith(r1_zero_prompt("")[:40]) for d in docs])
+    assert abs(templated - 0.2) < 0.03
+    assert all(d.startswith("User: ") for d in docs if not d.startswith("A conversation"))
+    for doc in docs[:200]:
+        prompt, completion = corpus.split_prompt(doc)
+        assert prompt + completion == doc
+        assert prompt.endswith("Assistant:") and completion.startswith(" <think> ")
+        parse(doc)
 
 
 def test_long_fraction_and_every_long_document_ends_right(docs):
@@ -98,7 +117,7 @@ def _value(expression):
 
 
 def test_every_step_is_true_except_the_slips_that_are_then_corrected():
-    config = corpus.CorpusConfig(long_fraction=1.0, slip_fraction=0.5)
+    config = corpus.CorpusConfig(tasks=tasks.TASKS, long_fraction=1.0, slip_fraction=0.5)
     slips = 0
     for doc in corpus.corpus_documents(0, 1000, config):
         _, example, completion = parse(doc)
@@ -131,10 +150,12 @@ def test_long_work_fits_a_tiny_model(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "bad", [{"tasks": ()}, {"tasks": ("sudoku",)}, {"level_mix": (1, 1)}, {"short_accuracy": (1,)}]
+    "bad",
+    [{"tasks": ()}, {"tasks": ("sudoku",)}, {"level_mix": (1, 1)}, {"short_accuracy": (1,)},
+     {"long_fraction": 1.5}, {"template_fraction": -0.1}, {"short_accuracy": (1, 1, 1, 2)}],
 )
 def test_bad_config_is_named(bad):
-    with pytest.raises(ValueError, match=r"tasks|level"):
+    with pytest.raises(ValueError, match=r"tasks|level|fraction|accuracy"):
         corpus.CorpusConfig(**bad)
 
 

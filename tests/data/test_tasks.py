@@ -27,7 +27,7 @@ def test_same_seed_same_examples_other_seed_others(task):
 def test_train_and_test_share_no_problem(task):
     def keys(split, seed):
         return {
-            (e["question"] if task == "arithmetic" else (tuple(sorted(e["numbers"])), e["target"]))
+            (e["question"] if task != "countdown" else (tuple(sorted(e["numbers"])), e["target"]))
             for e in tasks.make_split(task, split, 2000, seed)
         }
 
@@ -39,7 +39,7 @@ def test_train_and_test_share_no_problem(task):
 @pytest.mark.parametrize("task", tasks.TASKS)
 def test_gold_answers_earn_full_reward(task):
     examples = tasks.make_split(task, "test", 1000, seed=0)
-    scores = rewards.get(task)([completion(e["answer"]) for e in examples], examples)
+    scores = rewards.get(tasks.REWARDS[task])([completion(e["answer"]) for e in examples], examples)
     np.testing.assert_array_equal(scores, 1.0)
 
 
@@ -51,6 +51,13 @@ def test_arithmetic_levels_and_values():
             int(e["answer"])
             == {"+": int(a) + int(b), "-": int(a) - int(b), "*": int(a) * int(b)}[op]
         )
+
+
+def test_sums_levels_and_values():
+    for e in tasks.make_split("sums", "train", 400, seed=2):
+        terms = [int(t) for t in re.fullmatch(r"Add (\d( \+ \d)+)", e["question"])[1].split(" + ")]
+        assert len(terms) == e["level"] + 2 and min(terms) >= 1
+        assert int(e["answer"]) == sum(terms)
 
 
 def test_countdown_levels_and_question():
