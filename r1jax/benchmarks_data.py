@@ -1,8 +1,9 @@
-"""Benchmarks: their problems (from local files in the formats they are published in), judges and
-the paper's evaluation defaults.
+"""Benchmarks: their problems (from local files in the formats they are published in, or tfds
+datasets), judges and the paper's evaluation defaults.
 
     bench = BENCHMARKS["math500"]
     problems = load("math500", data_dir)      # [{"id", "question", "answer", ...}]
+    problems = load("toy_sums", data_dir, path="tfds:toy_world/sums")   # as tfds_builder wrote it
     correct, answer = bench.judge(completion, problems[0])
 
 A benchmark's file is `{data_dir}/{name}.jsonl`, `.parquet` or `.csv`, or a directory
@@ -22,7 +23,20 @@ public releases:
                   (+ Record ID)
     countdown     Jiayi-Pan/Countdown-Tasks-3to4: nums, target; or TinyZero's processed parquet,
                   reward_model.ground_truth = {numbers, target}
-    toy_arithmetic, toy_countdown   generated: r1jax.data.tasks.make_split(task, "test", n, seed)
+    toy_arithmetic, toy_countdown, toy_sums
+                  generated: r1jax.data.tasks.make_split(task, "test", n, seed); or rows as
+                  make_split writes them: id, task, level, question, answer (+ numbers, target)
+
+`path="tfds:NAME[:SPLIT]"` reads a prepared tfds dataset instead: split SPLIT ("test" when left
+out; "test[:100]" slices) of NAME ("toy_world/sums": name and config, its latest version) in
+`data_dir` (tfds's default when None), through tfds's random-access data source, which needs no
+TensorFlow but needs the array_record (or parquet) file format. Its rows, bytes decoded to str,
+have the columns above and go through the same parsing as a file's.
+
+A toy benchmark given `path` keeps the rows of `levels`, in order, then the first `n`.
+`r1jax.data.tfds_builder.build` writes toy_world/<task> as make_split(task, "test", test_size,
+seed), whose first n rows are make_split(task, "test", n, seed); `load`'s `seed` only seeds
+generated sets, and a set generated with `levels` is not the rows of those levels.
 
 GPQA's options are shuffled per question with a fixed seed (the released files always list the
 correct answer first); each problem keeps its shown `options` and the gold letter in `answer`.
@@ -38,10 +52,13 @@ import random
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from r1jax import rewards
 from r1jax.data import tasks
 
 SUFFIXES = (".jsonl", ".parquet", ".csv")
+TFDS = "tfds:"  # the prefix of a `path` that names a tfds dataset
 LETTERS = "ABCD"
 GPQA_SEED = 0
 
@@ -137,6 +154,18 @@ def countdown_problems(rows, where) -> list[dict]:
     return out
 
 
+def toy_problems(task: str, levels, rows, where) -> list[dict]:
+    """Toy-world rows, as make_split writes them, of `levels`; each must be a `task` problem (a
+    toy_world/countdown source for toy_sums would otherwise be judged by the wrong reward)."""
+    out = []
+    for i, row in enumerate(rows):
+        if _field(row, ("task",), where) != task:
+            raise ValueError(f"{where}, row {i}: a {row['task']!r} problem, not a {task!r} one")
+        if _field(row, ("level",), where) in levels:
+            out.append(row)
+    return out
+
+
 def judge_math(completion: str, problem: dict) -> tuple[bool, str | None]:
     """The extracted final answer, math-equivalent to the gold one (the accuracy reward's test)."""
     pred = rewards.extract_answer(completion)
@@ -188,6 +217,9 @@ class Benchmark:
     max_new_tokens: int = 32_768
 
 
+TOY_COLUMNS = ("make_split rows: id, task, level, question, answer "
+               "(r1jax.data.tfds_builder.build writes toy_world/<task>)")
+
 BENCHMARKS = {
     "math500": Benchmark(judge_math, 16, math_problems,
                          columns="JSONL/parquet with problem, answer (HuggingFaceH4/MATH-500)"),
@@ -206,9 +238,11 @@ BENCHMARKS = {
                            columns="parquet/JSONL with nums, target (Jiayi-Pan/Countdown-Tasks-"
                                    "3to4) or TinyZero's reward_model.ground_truth"),
     "toy_arithmetic": Benchmark(functools.partial(judge_reward, "arithmetic"), 16,
-                                toy_task="arithmetic", max_new_tokens=256),
+                                toy_task="arithmetic", columns=TOY_COLUMNS, max_new_tokens=256),
     "toy_countdown": Benchmark(functools.partial(judge_reward, "countdown"), 16,
-                               toy_task="countdown", max_new_tokens=256),
+                               toy_task="countdown", columns=TOY_COLUMNS, max_new_tokens=256),
+    "toy_sums": Benchmark(functools.partial(judge_reward, "arithmetic"), 16,
+                          toy_task="sums", columns=TOY_COLUMNS, max_new_tokens=256),
 }
 
 
@@ -233,18 +267,56 @@ def _files(name: str, data_dir, path) -> list[Path]:
                             f"{', '.join(map(str, candidates))}; expected {bench.columns}")
 
 
+def _plain(value):
+    """A tfds example's value as JSON would give it: str for bytes, lists for arrays."""
+    if isinstance(value, np.ndarray | np.generic):
+        value = value.tolist()
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _tfds_rows(name: str, dataset: str, split: str, data_dir) -> list[dict]:
+    """The rows of split `split` of tfds dataset `dataset` as plain dicts."""
+    import tensorflow_datasets as tfds
+
+    missing = (f"no data for benchmark {name!r}: no prepared tfds dataset {dataset!r} in "
+               f"{data_dir or tfds.core.constants.DATA_DIR}; expected the columns of "
+               f"{BENCHMARKS[name].columns}, in array_record or parquet format")
+    try:
+        builder = tfds.builder(dataset, data_dir=None if data_dir is None else str(data_dir))
+    except ValueError as e:  # tfds's DatasetNotFoundError, or a config it cannot construct
+        raise FileNotFoundError(missing) from e
+    if not builder.is_prepared():
+        raise FileNotFoundError(missing)
+    source = builder.as_data_source(split=split)
+    return [{k: _plain(v) for k, v in row.items()}
+            for row in source.__getitems__(range(len(source)))]
+
+
 def load(name: str, data_dir=None, *, path=None, n: int = 0, seed: int = 0,
          levels=tasks.LEVELS) -> list[dict]:
-    """The problems of benchmark `name`: the first `n` (all when 0) of its files, or for a toy
-    benchmark `n` (500 when 0) generated test problems of `levels`."""
+    """The problems of benchmark `name`: the first `n` (all when 0) of its source (`path`, a file,
+    directory or "tfds:..." spec, or its file in `data_dir`), or for a toy benchmark without
+    `path`, `n` (500 when 0) generated test problems of `levels`."""
     if name not in BENCHMARKS:
         raise KeyError(f"unknown benchmark {name!r}; known: {', '.join(sorted(BENCHMARKS))}")
     bench = BENCHMARKS[name]
-    if bench.toy_task is not None:
+    if bench.toy_task is not None and path is None:
         return tasks.make_split(bench.toy_task, "test", n or 500, seed, levels=tuple(levels))
-    problems = []
-    for file in _files(name, data_dir, path):
-        problems += bench.parse(read_records(file), str(file))
+    parse = bench.parse or functools.partial(toy_problems, bench.toy_task, tuple(levels))
+    if str(path).startswith(TFDS):
+        dataset, _, split = str(path)[len(TFDS):].partition(":")
+        split = split or "test"
+        problems = parse(_tfds_rows(name, dataset, split, data_dir), f"{TFDS}{dataset}:{split}")
+    else:
+        problems = []
+        for file in _files(name, data_dir, path):
+            problems += parse(read_records(file), str(file))
     if not problems:
-        raise ValueError(f"benchmark {name!r}: its files hold no problems")
+        raise ValueError(f"benchmark {name!r}: its source holds no problems")
     return problems[:n] if n else problems

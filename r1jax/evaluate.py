@@ -314,9 +314,12 @@ def _parser():
     p.add_argument("--max_new_tokens", type=int, default=0,
                    help="0: 32768 (256 for toy benchmarks), lowered to the model's max_position")
     p.add_argument("--data_dir", default=os.environ.get("R1JAX_DATA_DIR"),
-                   help="benchmark files (default: $R1JAX_DATA_DIR)")
-    p.add_argument("--data_file", help="the benchmark's file or directory, instead of data_dir")
-    p.add_argument("--n_problems", type=int, default=0, help="first N problems (0: all; toy: 500)")
+                   help="benchmark files, or tfds datasets (default: $R1JAX_DATA_DIR)")
+    p.add_argument("--data_file", help="the benchmark's file or directory instead of its file in "
+                                       "data_dir, or tfds:NAME[:SPLIT], a tfds dataset in data_dir "
+                                       "(e.g. tfds:toy_world/sums:test)")
+    p.add_argument("--n_problems", type=int, default=0,
+                   help="first N problems (0: all; generated toy sets: 500)")
     p.add_argument("--levels", default="1,2,3,4", help="toy benchmarks' levels")
     p.add_argument("--template", default="auto", choices=("auto", "r1_zero", "r1_usage"))
     p.add_argument("--temperature", type=float, default=0.6)
