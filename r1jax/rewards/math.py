@@ -34,6 +34,7 @@ from r1jax.rewards.registry import register
 
 DEADLINE_S = 1.0  # per parse and per verify
 MAX_ANSWER_CHARS = 500  # the longest MATH answers are about 150 characters
+_REARM_S = 0.01  # after a deadline fires, it fires again this often until it is caught
 _MAX_DIGITS = 10_000  # powers whose exact value has more digits are not evaluated
 
 # We pass timeouts of None on purpose; math-verify warns about it once per process.
@@ -52,6 +53,10 @@ def _time_limit(seconds: float):
         return
 
     def _expire(signum, frame):
+        # The handler runs wherever the main thread is, possibly inside a gc callback or a
+        # __del__, where Python prints the exception and drops it. Re-arming keeps raising
+        # until one lands in the guarded code.
+        signal.setitimer(signal.ITIMER_REAL, _REARM_S)
         raise _Deadline
 
     previous = signal.signal(signal.SIGALRM, _expire)
@@ -59,8 +64,13 @@ def _time_limit(seconds: float):
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        while True:  # a re-armed alarm may still land while we disarm; retry until it is off
+            try:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, previous)
+                break
+            except _Deadline:
+                continue
 
 
 # A `\boxed{`, an escaped character (`\{`, `\}` and `\\` are text, not groups), or a brace.

@@ -135,6 +135,29 @@ def test_deadline_bounds_exponential_parses():
         assert time.monotonic() - start < 4 * 0.3 + 0.5
 
 
+def _busy(seconds):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+
+def test_deadline_survives_being_swallowed_once():
+    # The alarm can land inside a gc callback or __del__, where Python drops the exception (this
+    # failed CI under hypothesis's gc callback); the deadline must fire again and stop the block.
+    swallowed = []
+    start = time.monotonic()
+    with pytest.raises(rmath._Deadline):
+        with rmath._time_limit(0.05):
+            try:
+                _busy(1.0)
+            except rmath._Deadline:
+                swallowed.append(time.monotonic() - start)
+            _busy(1.0)
+    assert swallowed and swallowed[0] < 0.5
+    assert time.monotonic() - start < 0.5
+    _busy(0.05)  # disarmed: nothing fires after the block
+
+
 def test_long_answers_do_not_reach_the_parser():
     start = time.monotonic()
     assert not rewards.math_equal("1+" * 50_000 + "1", "5")
