@@ -5,15 +5,15 @@ Every document is one line: the R1-Zero prompt (in `template_fraction` of docume
 start at its "User: " and save the ~90 tokens of its preamble), then a completion of one of two
 kinds.
 
-- Short (most documents): `<think> The answer is easy. </think> <answer> 936 </answer>`. Right
-  with probability `short_accuracy[level - 1]` (always at level 1, rarely at level 4), otherwise
-  a plausible wrong answer: one digit off, or the numbers combined into another value.
-- Long (`long_fraction` of documents): step-by-step work, always ending with the right answer.
-  Arithmetic goes column by column from the right ("7 + 9 = 16, write 6 carry 1."), sums keep a
-  running total ("3 + 7 = 10. 10 + 2 = 12."), Countdown
-  tries combinations one pair at a time and says why a try fails ("But 15 is not 22."). In
-  `slip_fraction` of them one step is first computed wrong and then corrected ("Wait, that is
-  wrong."). Both end by checking the result ("Let me verify: 936 - 589 = 347. Correct.").
+- Short: `<think> The answer is easy. </think> <answer> 936 </answer>`. Right with probability
+  `short_accuracy[level - 1]` (by default always at level 1, rarely at level 4), otherwise a
+  plausible wrong answer: one digit off, or the numbers combined into another value.
+- Long (`long_fraction` of templated documents, `untemplated_long_fraction` of the others):
+  step-by-step work, always ending with the right answer. Arithmetic goes column by column from
+  the right ("7 + 9 = 16, write 6 carry 1."), sums keep a running total ("3 + 7 = 10. 10 + 2 =
+  12."), Countdown tries combinations one pair at a time and says why a try fails ("But 15 is not
+  22."). In `slip_fraction` of them one step is first computed wrong and then corrected ("Wait,
+  that is wrong."). All end by checking the result ("Let me verify: 936 - 589 = 347. Correct.").
 
 The step format is fixed and digit-level so a ~1M-parameter model can learn it, and the choice
 between the two kinds is made by the first words after `<think>`: RL, which rewards the more
@@ -67,16 +67,23 @@ class CorpusConfig:
     slip_fraction: float = 0.3  # long documents with one step corrected
     short_accuracy: tuple[float, ...] = (1.0, 0.5, 0.25, 0.1)  # short answers right, per level
     template_fraction: float = 1.0  # documents with the R1-Zero preamble
+    # Long work among the other documents (None: long_fraction). Set apart, the step-by-step
+    # skill is learned from many plain documents while the templated ones set how often the
+    # base model chooses it when prompted with the R1-Zero template.
+    untemplated_long_fraction: float | None = None
 
     def __post_init__(self):
         if not self.tasks or not set(self.tasks) <= set(TASKS):
             raise ValueError(f"Corpus tasks {self.tasks} must be a non-empty subset of {TASKS}.")
         if len(self.level_mix) != len(LEVELS) or len(self.short_accuracy) != len(LEVELS):
             raise ValueError(f"level_mix and short_accuracy need one entry per level {LEVELS}.")
-        fractions = (self.long_fraction, self.slip_fraction, self.template_fraction)
+        fractions = (self.long_fraction, self.slip_fraction, self.template_fraction,
+                     self.long_fraction if self.untemplated_long_fraction is None
+                     else self.untemplated_long_fraction)
         if not all(0.0 <= f <= 1.0 for f in (*fractions, *self.short_accuracy)):
-            raise ValueError("long_fraction, slip_fraction, template_fraction and short_accuracy "
-                             "are probabilities in [0, 1].")
+            raise ValueError("long_fraction, slip_fraction, template_fraction, "
+                             "untemplated_long_fraction and short_accuracy are probabilities in "
+                             "[0, 1].")
 
 
 _Step = tuple[Callable[[int], str], int]  # the step's text given its computed value; the value
@@ -192,7 +199,11 @@ _LONG_WORK = {Arithmetic: _long_arithmetic, Countdown: _long_countdown, Sums: _l
 def document(p: Problem, rng: random.Random, config: CorpusConfig) -> str:
     """One corpus line: the R1-Zero prompt of `p` (or its part from "User: " on) and a
     completion drawn as `config` says."""
-    if rng.random() < config.long_fraction:
+    templated = rng.random() < config.template_fraction
+    long_fraction = config.long_fraction
+    if not templated and config.untemplated_long_fraction is not None:
+        long_fraction = config.untemplated_long_fraction
+    if rng.random() < long_fraction:
         slip = rng.random() < config.slip_fraction
         think = _LONG_WORK[type(p)](p, rng, slip)
         answer = p.solution.equation if isinstance(p, Countdown) else str(p.result)
@@ -200,7 +211,7 @@ def document(p: Problem, rng: random.Random, config: CorpusConfig) -> str:
         think = _SHORT_THINK
         answer = _short_answer(p, rng, rng.random() < config.short_accuracy[p.level - 1])
     prompt = r1_zero_prompt(p.question)
-    if rng.random() >= config.template_fraction:
+    if not templated:
         prompt = prompt[prompt.index(USER_TURN):]
     return f"{prompt} <think> {think} </think> <answer> {answer} </answer>"
 

@@ -63,11 +63,14 @@ def test_documents_come_from_the_train_split_only(docs):
     assert {parse(d)[1]["task"] for d in docs} == set(tasks.TASKS)
 
 
-def test_template_fraction_and_split_prompt():
-    config = corpus.CorpusConfig(tasks=tasks.TASKS, template_fraction=0.2)
-    docs = list(corpus.corpus_documents(0, 2000, config))
-    templated = np.mean([d.startswith(r1_zero_prompt("")[:40]) for d in docs])
-    assert abs(templated - 0.2) < 0.03
+def test_template_fraction_long_fractions_and_split_prompt():
+    config = corpus.CorpusConfig(tasks=tasks.TASKS, template_fraction=0.2, long_fraction=0.1,
+                                 untemplated_long_fraction=0.7)
+    docs = list(corpus.corpus_documents(0, 4000, config))
+    templated = np.array([d.startswith(r1_zero_prompt("")[:40]) for d in docs])
+    long = np.array([is_long(corpus.split_prompt(d)[1]) for d in docs])
+    assert abs(templated.mean() - 0.2) < 0.03
+    assert abs(long[templated].mean() - 0.1) < 0.04 and abs(long[~templated].mean() - 0.7) < 0.03
     assert all(d.startswith("User: ") for d in docs if not d.startswith("A conversation"))
     for doc in docs[:200]:
         prompt, completion = corpus.split_prompt(doc)
