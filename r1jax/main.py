@@ -40,16 +40,63 @@ def load_policy(model):
     return cfg, models.init(cfg, jax.random.key(model.init_seed), dtype)
 
 
-def toy_tokenizer(workdir, data_cfg, vocab_size: int):
-    """The toy world's SentencePiece tokenizer, trained on its corpus once and reused."""
+def corpus_config(config):
+    """The toy world's CorpusConfig: ``config.corpus`` (its fields but tasks) for the tasks of
+    ``config.data``; the defaults where the config has no corpus section."""
+    from r1jax import data
+
+    fields = {k: tuple(v) if isinstance(v, (list, tuple)) else v
+              for k, v in config.get("corpus", {}).items()}
+    return data.CorpusConfig(tasks=tuple(config.data.tasks), **fields)
+
+
+def toy_tokenizer(config, workdir, vocab_size: int):
+    """The toy world's SentencePiece tokenizer, trained on ``config.data.tokenizer_documents``
+    of its corpus once and reused from ``workdir/tokenizer.model``."""
     from r1jax import data, tokenizers
 
     prefix = os.path.join(workdir, "tokenizer")
     if not os.path.exists(prefix + ".model"):
-        corpus = data.CorpusConfig(tasks=tuple(data_cfg.tasks))
-        lines = list(data.corpus_documents(data_cfg.seed, data_cfg.tokenizer_documents, corpus))
+        lines = data.corpus_documents(config.data.seed, config.data.tokenizer_documents,
+                                      corpus_config(config))
         tokenizers.train_sentencepiece(lines, prefix, vocab_size)
     return tokenizers.load_tokenizer(prefix + ".model")
+
+
+def pretrained_base(config, workdir, cfg, params, tokenizer, mesh):
+    """The toy world's base model: ``params`` trained from scratch with next-token loss on
+    ``config.pretrain.documents`` corpus documents (r1jax.sft, checkpointed and resumable in
+    ``workdir/pretrain``), saved as an HF checkpoint in ``workdir/base`` and reused from there."""
+    import jax.numpy as jnp
+
+    from r1jax import data, models, sft
+
+    base = os.path.join(workdir, "base")
+    if not os.path.exists(base):
+        p = config.pretrain
+        print(f"pretraining the base model: {p.steps} steps of {p.batch_size} x {p.seq_len} "
+              f"tokens")
+        documents = data.corpus_documents(config.data.seed + 1, p.documents, corpus_config(config))
+        pairs = [data.split_prompt(doc) for doc in documents]
+        batches = iter(sft.sft_dataset(pairs, tokenizer, p.seq_len, p.batch_size, p.seed,
+                                       p.mask_prompt))
+        params = sft.train(p, os.path.join(workdir, "pretrain"), cfg, params, batches, mesh)
+        if _stopped_early(os.path.join(workdir, "pretrain"), p.steps):
+            sys.exit(0)  # SIGTERM: the checkpoint is written; a rerun resumes pretraining
+        models.save_hf(cfg, params, base + ".partial")
+        os.replace(base + ".partial", base)  # a killed save leaves no base to reuse
+    return models.load_hf(base, dtype=jnp.dtype(config.model.dtype), mesh=mesh)
+
+
+def _stopped_early(workdir, steps: int) -> bool:
+    """Whether the training run in ``workdir`` returned before its last step (SIGTERM)."""
+    from r1jax.checkpoint import Checkpointer
+
+    ckpt = Checkpointer(workdir)
+    try:
+        return (ckpt.latest_step() or 0) < steps
+    finally:
+        ckpt.close()
 
 
 def prompt_batches(data_cfg, batch_size: int, seed: int):
@@ -66,21 +113,27 @@ def prompt_batches(data_cfg, batch_size: int, seed: int):
 
 
 def run_rl(config, workdir):
+    """R1-Zero from ``config.model``; on the toy world, from a base model pretrained first when
+    the config has a ``pretrain`` section."""
     from r1jax import rewards, rl, tokenizers
     from r1jax.mesh import make_mesh
 
     cfg, params = load_policy(config.model)
+    mesh = make_mesh(**config.mesh)
     if config.tokenizer or config.model.hf_path:
         tokenizer = tokenizers.load_tokenizer(config.tokenizer or config.model.hf_path)
     else:
-        tokenizer = toy_tokenizer(workdir, config.data, cfg.vocab_size)
+        tokenizer = toy_tokenizer(config, workdir, cfg.vocab_size)
+    if "pretrain" in config:
+        cfg, params = pretrained_base(config, workdir, cfg, params, tokenizer, mesh)
     examples = prompt_batches(config.data, config.rl.prompts_per_step, config.rl.seed)
-    mesh = make_mesh(**config.mesh)
     hook = held_out_evaluation(config, cfg, tokenizer, mesh) if config.rl.eval_every else None
     base = hook(0, params) if hook else {}
     with rewards.RewardScorer(dict(config.rewards), config.reward_workers,
                               config.reward_timeout_s) as scorer:
         final = rl.train(config.rl, workdir, cfg, params, tokenizer, scorer, examples, mesh, hook)
+    if _stopped_early(workdir, config.rl.steps):
+        return  # SIGTERM: checkpointed; the final evaluation and report wait for the rerun
     report(workdir, base, hook(config.rl.steps, final) if hook else {})
 
 

@@ -1,0 +1,47 @@
+"""Every experiment config builds with both arguments: a known model config, registered rewards,
+a valid corpus, a known benchmark; an unknown argument is an error naming it."""
+
+import glob
+import importlib.util
+import os
+
+import pytest
+
+from r1jax import benchmarks_data, main, models
+from r1jax.rewards import registry
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXPERIMENTS = sorted(glob.glob(os.path.join(REPO, "experiments", "*.py")))
+
+
+def load(path):
+    spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_experiments_are_found():
+    assert {"aha_tiny.py", "aha_small.py", "r1_zero_toy.py"} <= set(map(os.path.basename, EXPERIMENTS))
+
+
+@pytest.mark.parametrize("arg", ["", "smoke"])
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=os.path.basename)
+def test_config_builds(path, arg):
+    config = load(path).get_config(arg)
+    assert config.job in main.JOBS
+    models.get_config(config.model.name)
+    for name in config.rewards:
+        registry.get(name)
+    registry.get(config.rl.correctness_reward)
+    assert config.eval.benchmark in benchmarks_data.BENCHMARKS
+    if "corpus" in config:
+        main.corpus_config(config)  # CorpusConfig validates its probabilities and level mix
+    if "pretrain" in config:
+        assert config.pretrain.documents > 0 and config.pretrain.steps > 0
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=os.path.basename)
+def test_an_unknown_argument_is_an_error_naming_it(path):
+    with pytest.raises(ValueError, match="smok"):
+        load(path).get_config("smok")
