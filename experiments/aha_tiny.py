@@ -46,7 +46,8 @@ def get_config(arg: str = ""):
     config.reward_timeout_s = 10.0
     config.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
     config.eval = ml_collections.ConfigDict(dict(
-        benchmark="toy_sums", n_problems=200, k=4, max_new_tokens=96))
+        benchmark="toy_sums", n_problems=200, k=4, max_new_tokens=96,
+        data_file="", data_dir=""))  # "": generated test problems; or a file / "tfds:NAME[:SPLIT]"
     config.rl = rl.default_config()
     config.rl.update(dict(steps=80, prompts_per_step=8, group_size=8, max_new_tokens=96,
                           lr=1e-4, warmup_steps=10, checkpoint_every=20, eval_every=20,

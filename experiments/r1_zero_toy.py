@@ -27,7 +27,8 @@ def get_config(arg: str = ""):
     config.reward_timeout_s = 10.0
     config.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
     config.eval = ml_collections.ConfigDict(dict(
-        benchmark="toy_arithmetic", n_problems=64, k=4, max_new_tokens=48))
+        benchmark="toy_arithmetic", n_problems=64, k=4, max_new_tokens=48,
+        data_file="", data_dir=""))  # "": generated test problems; or a file / "tfds:NAME[:SPLIT]"
     config.rl = rl.default_config()
     config.rl.update(dict(steps=200, prompts_per_step=8, group_size=8, max_new_tokens=48,
                           lr=3e-4, warmup_steps=10, checkpoint_every=50, eval_every=50,

@@ -25,6 +25,17 @@ def _parse_flags(argv):
         sys.exit(f"r1jax.main: bad command line: {message}")
 
 
+def load_experiment(path: str, arg: str = ""):
+    """``get_config(arg)`` of an experiment file, as ``--config=PATH[:ARG]`` gives it (for
+    notebooks and tests: ``load_experiment("experiments/aha_tiny.py", "smoke")``)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(os.path.basename(path).removesuffix(".py"), path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg)
+
+
 def load_policy(model):
     """(model config, params) from ``config.model``: an HF checkpoint dir, or a named config
     (its vocabulary resized when ``vocab_size`` is set) randomly initialised."""
@@ -158,17 +169,29 @@ def report(workdir, base_eval: dict, final_eval: dict):
         print(table)
 
 
-def held_out_evaluation(config, cfg, tokenizer, mesh):
-    """The in-loop evaluation: ``config.eval`` (benchmark, n_problems, k, max_new_tokens) through
-    the same code as ``python -m r1jax.evaluate``, at the paper's T 0.6 / top-p 0.95."""
-    from r1jax import benchmarks_data, evaluate
+def held_out_problems(config) -> list[dict]:
+    """``config.eval``'s problems in the R1-Zero template: the first ``n_problems`` of benchmark
+    ``benchmark`` read from ``data_file`` (a file or "tfds:NAME[:SPLIT]") or from its file in
+    ``data_dir``; a toy benchmark with neither generates its test problems of ``config.data``'s
+    levels."""
+    from r1jax import benchmarks_data
     from r1jax.templates import r1_zero_prompt
 
+    e = config.eval
+    problems = benchmarks_data.load(e.benchmark, e.get("data_dir") or None,
+                                    path=e.get("data_file") or None, n=e.n_problems,
+                                    levels=tuple(config.data.levels))
+    return [{**p, "prompt": r1_zero_prompt(p["question"])} for p in problems]
+
+
+def held_out_evaluation(config, cfg, tokenizer, mesh):
+    """The in-loop evaluation of ``held_out_problems`` (k, max_new_tokens from ``config.eval``)
+    through the same code as ``python -m r1jax.evaluate``, at the paper's T 0.6 / top-p 0.95."""
+    from r1jax import benchmarks_data, evaluate
+
     bench = benchmarks_data.BENCHMARKS[config.eval.benchmark]
-    problems = [{**p, "prompt": r1_zero_prompt(p["question"])} for p in benchmarks_data.load(
-        config.eval.benchmark, n=config.eval.n_problems, levels=tuple(config.data.levels))]
-    return evaluate.training_hook(cfg, tokenizer, problems, bench.judge, k=config.eval.k,
-                                  max_new_tokens=config.eval.max_new_tokens,
+    return evaluate.training_hook(cfg, tokenizer, held_out_problems(config), bench.judge,
+                                  k=config.eval.k, max_new_tokens=config.eval.max_new_tokens,
                                   equivalent=bench.equivalent, mesh=mesh)
 
 

@@ -2,7 +2,6 @@
 batching, and the command line end to end on a tiny HF checkpoint and a tiny r1jax workdir."""
 
 import csv
-import importlib.util
 import itertools
 import json
 import math
@@ -12,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from r1jax import benchmarks_data, evaluate, models, sampling, tokenizers
+from r1jax import benchmarks_data, evaluate, main, models, sampling, tokenizers
 from r1jax.benchmarks_data import BENCHMARKS, LETTERS
 from r1jax.checkpoint import Checkpointer
 from r1jax.data import CorpusConfig, corpus_documents
@@ -271,10 +270,7 @@ def test_cli_on_a_tiny_hf_checkpoint(tmp_path, tokenizer_file, params, capsys):
 def make_workdir(workdir, params, tokenizer_file):
     """An r1jax workdir as `python -m r1jax.main --config=experiments/r1_zero_toy.py:smoke` leaves
     it: config.json, tokenizer.model, checkpoints/<step> with policy, reference and optimizer."""
-    spec = importlib.util.spec_from_file_location("r1_zero_toy", SMOKE_CONFIG)
-    experiment = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(experiment)
-    config = experiment.get_config("smoke")
+    config = main.load_experiment(SMOKE_CONFIG, "smoke")
     config.model.update(name="tiny", vocab_size=CFG.vocab_size)
     workdir.mkdir()
     (workdir / "config.json").write_text(json.dumps(config.to_dict(), default=str))

@@ -2,7 +2,6 @@
 a valid corpus, a known benchmark; an unknown argument is an error naming it."""
 
 import glob
-import importlib.util
 import os
 
 import pytest
@@ -14,13 +13,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENTS = sorted(glob.glob(os.path.join(REPO, "experiments", "*.py")))
 
 
-def load(path):
-    spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_experiments_are_found():
     assert {"aha_tiny.py", "aha_small.py", "r1_zero_toy.py"} <= set(map(os.path.basename, EXPERIMENTS))
 
@@ -28,7 +20,7 @@ def test_the_experiments_are_found():
 @pytest.mark.parametrize("arg", ["", "smoke"])
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=os.path.basename)
 def test_config_builds(path, arg):
-    config = load(path).get_config(arg)
+    config = main.load_experiment(path, arg)
     assert config.job in main.JOBS
     models.get_config(config.model.name)
     for name in config.rewards:
@@ -44,4 +36,4 @@ def test_config_builds(path, arg):
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=os.path.basename)
 def test_an_unknown_argument_is_an_error_naming_it(path):
     with pytest.raises(ValueError, match="smok"):
-        load(path).get_config("smok")
+        main.load_experiment(path, "smok")
