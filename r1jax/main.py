@@ -100,14 +100,13 @@ def pretrained_base(config, workdir, cfg, params, tokenizer, mesh):
 
 
 def _stopped_early(workdir, steps: int) -> bool:
-    """Whether the training run in ``workdir`` returned before its last step (SIGTERM)."""
-    from r1jax.checkpoint import Checkpointer
+    """Whether the training run in ``workdir`` returned before its last step (SIGTERM): its
+    metrics.jsonl, which logs every step, skipped updates included, ends short of ``steps``."""
+    from r1jax import metrics
 
-    ckpt = Checkpointer(workdir)
-    try:
-        return (ckpt.latest_step() or 0) < steps
-    finally:
-        ckpt.close()
+    path = os.path.join(workdir, "metrics.jsonl")
+    logged = metrics.read_metrics(path) if os.path.exists(path) else []
+    return not logged or logged[-1]["step"] < steps
 
 
 def prompt_batches(data_cfg, batch_size: int, seed: int):

@@ -15,8 +15,6 @@ SMOKE = os.path.join(REPO, "experiments", "aha_tiny.py") + ":smoke"
 ENV = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}  # one CPU device, as users run it
 OUTPUTS = ("tokenizer.model", "base/config.json", "pretrain/metrics.jsonl", "metrics.jsonl",
            "results.md", "eval.png", "length.png", "reflection.png", "reward.png")
-
-
 COMMAND = (sys.executable, "-m", "r1jax.main", f"--config={SMOKE}")
 
 
