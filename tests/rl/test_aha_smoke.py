@@ -20,7 +20,7 @@ COMMAND = (sys.executable, "-m", "r1jax.main", f"--config={SMOKE}")
 
 def run(workdir):
     result = subprocess.run([*COMMAND, f"--workdir={workdir}"], env=ENV, capture_output=True,
-                            text=True, timeout=600)
+                            text=True, timeout=600, check=False)  # the assert shows the output
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout
 
