@@ -14,6 +14,11 @@ from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config file[:argument]")
 _WORKDIR = flags.DEFINE_string("workdir", None, "directory for checkpoints, metrics and plots")
+_CPU_DEVICES = flags.DEFINE_integer(
+    "cpu_devices", None, "split the host CPU into this many JAX devices, so that the mesh's "
+    "data axis spans that many cores (XLA:CPU runs one computation on one core). On a CPU-only "
+    "machine, its core count; batch sizes must divide by it. No effect on accelerators. "
+    "Unset: JAX's default (one CPU device).")
 
 
 def _parse_flags(argv):
@@ -130,6 +135,8 @@ def run_rl(config, workdir):
 
     cfg, params = load_policy(config.model)
     mesh = make_mesh(**config.mesh)
+    print(f"mesh {dict(mesh.shape)} over {mesh.size} {mesh.devices.flat[0].platform} device(s)",
+          flush=True)
     if config.tokenizer or config.model.hf_path:
         tokenizer = tokenizers.load_tokenizer(config.tokenizer or config.model.hf_path)
     else:
@@ -205,6 +212,12 @@ def main(argv):
         sys.exit("r1jax.main: --config and --workdir are required")
     if config.job not in JOBS:
         sys.exit(f"r1jax.main: config.job={config.job!r} is not one of {sorted(JOBS)}")
+    if _CPU_DEVICES.value is not None:
+        if _CPU_DEVICES.value < 1:
+            sys.exit(f"r1jax.main: --cpu_devices must be at least 1, got {_CPU_DEVICES.value}")
+        import jax
+
+        jax.config.update("jax_num_cpu_devices", _CPU_DEVICES.value)  # before a backend starts
     logging.set_verbosity(logging.WARNING)  # orbax logs every save step at INFO
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, "config.json"), "w") as f:

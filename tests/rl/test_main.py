@@ -48,6 +48,18 @@ def test_an_unknown_config_key_is_an_error_naming_it(tmp_path):
     assert "lrr" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_cpu_devices_runs_data_parallel_over_that_many_cpu_devices(tmp_path):
+    result = subprocess.run(main(tmp_path, "--cpu_devices=2", "--config.rl.steps=2"), env=ENV,
+                            text=True, capture_output=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "mesh {'data': 2, 'fsdp': 1, 'tensor': 1} over 2 cpu device(s)" in result.stdout
+    assert steps_logged(tmp_path) == 2
+    bad = subprocess.run(main(tmp_path / "bad", "--cpu_devices=0"), env=ENV, text=True,
+                         capture_output=True, timeout=120)
+    assert bad.returncode != 0
+    assert "--cpu_devices must be at least 1" in bad.stderr and "Traceback" not in bad.stderr
+
+
 def test_sigkill_then_restart_matches_an_uninterrupted_run(tmp_path):
     overrides = ("--config.rl.steps=6", "--config.rl.checkpoint_every=2")
     subprocess.run(main(tmp_path / "straight", *overrides), env=ENV, check=True,
