@@ -329,6 +329,8 @@ def _parser():
     p.add_argument("--pass_k", default="", help="extra pass@j to report, e.g. 1,8")
     p.add_argument("--dtype", default="", help="default: float32 on CPU, else bfloat16")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cpu_devices", type=int, help="split the host CPU into this many devices "
+                   "and sample data-parallel over them (a CPU-only machine: its core count)")
     return p
 
 
@@ -346,12 +348,14 @@ def _stop_tokens(tokenizer, tokenizer_dir: Path, template: str) -> tuple[int, ..
 
 
 def main(argv=None) -> dict:
-    from r1jax.mesh import make_mesh
+    from r1jax.mesh import make_mesh, use_cpu_devices
 
     args = _parser().parse_args(argv)
     bench = BENCHMARKS[args.benchmark]
     k = args.k or bench.k
     try:
+        if args.cpu_devices is not None:
+            use_cpu_devices(args.cpu_devices)
         problems = benchmarks_data.load(
             args.benchmark, args.data_dir, path=args.data_file, n=args.n_problems, seed=args.seed,
             levels=[int(x) for x in args.levels.split(",")])

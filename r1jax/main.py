@@ -213,11 +213,12 @@ def main(argv):
     if config.job not in JOBS:
         sys.exit(f"r1jax.main: config.job={config.job!r} is not one of {sorted(JOBS)}")
     if _CPU_DEVICES.value is not None:
-        if _CPU_DEVICES.value < 1:
-            sys.exit(f"r1jax.main: --cpu_devices must be at least 1, got {_CPU_DEVICES.value}")
-        import jax
+        from r1jax.mesh import use_cpu_devices
 
-        jax.config.update("jax_num_cpu_devices", _CPU_DEVICES.value)  # before a backend starts
+        try:
+            use_cpu_devices(_CPU_DEVICES.value)
+        except ValueError as e:
+            sys.exit(f"r1jax.main: {e}")
     logging.set_verbosity(logging.WARNING)  # orbax logs every save step at INFO
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, "config.json"), "w") as f:

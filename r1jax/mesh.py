@@ -30,6 +30,17 @@ def make_mesh(data: int = -1, fsdp: int = 1, tensor: int = 1, devices=None) -> M
     return Mesh(np.asarray(devices).reshape(sizes), AXES)
 
 
+def use_cpu_devices(count: int) -> None:
+    """Split the host CPU into ``count`` JAX devices; call it before anything starts a backend.
+
+    XLA:CPU runs one computation on one core, so a data-parallel mesh over ``count`` CPU devices
+    is how a CPU-only machine uses ``count`` cores. Accelerator backends are unaffected.
+    """
+    if count < 1:
+        raise ValueError(f"--cpu_devices must be at least 1, got {count}")
+    jax.config.update("jax_num_cpu_devices", count)
+
+
 def initialize_distributed() -> None:
     """Join a multi-host job (TPU pod slice) when this process is one of several; else nothing."""
     if os.environ.get("TPU_WORKER_HOSTNAMES") or os.environ.get("JAX_COORDINATOR_ADDRESS"):

@@ -302,3 +302,6 @@ def test_cli_errors_are_one_sentence(tmp_path):
     with pytest.raises(SystemExit, match="neither an r1jax workdir"):
         evaluate.main([f"--checkpoint={tmp_path}", "--benchmark=gsm8k",
                        f"--data_dir={FIXTURES}", f"--out={tmp_path / 'x.json'}"])
+    with pytest.raises(SystemExit, match="--cpu_devices must be at least 1, got 0"):
+        evaluate.main([f"--checkpoint={tmp_path}", "--benchmark=gsm8k", "--cpu_devices=0",
+                       f"--data_dir={FIXTURES}", f"--out={tmp_path / 'x.json'}"])
