@@ -77,6 +77,10 @@ def straightforward_generate(cfg, params, prompts_BP, mask_BP, rng, num_samples,
         cos, sin = jnp.cos(ang), jnp.sin(ang)
         return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
 
+    def heads(h, linear, n):  # [R, T, D] -> [R, n, T, E]
+        out = h @ linear["kernel"] + linear["bias"]
+        return out.reshape(R, h.shape[1], n, E).transpose(0, 2, 1, 3)
+
     def step(x_tokens, pos, caches, index, valid):  # x_tokens [R, T]; returns last logits
         T = x_tokens.shape[1]
         x = embed[x_tokens]
@@ -85,9 +89,8 @@ def straightforward_generate(cfg, params, prompts_BP, mask_BP, rng, num_samples,
         for layer, (k_cache, v_cache) in zip(params["layers"].values(), caches):
             a = layer["attn"]
             h = norm(x, layer["attn_norm"]["scale"])
-            proj = lambda name, n: (h @ a[name]["kernel"] + a[name]["bias"]).reshape(
-                R, T, n, E).transpose(0, 2, 1, 3)
-            q, k, v = rope(proj("q_proj", H), pos), rope(proj("k_proj", K), pos), proj("v_proj", K)
+            q, k = rope(heads(h, a["q_proj"], H), pos), rope(heads(h, a["k_proj"], K), pos)
+            v = heads(h, a["v_proj"], K)
             k_cache = jax.lax.dynamic_update_slice(k_cache, k, (0, 0, index, 0))
             v_cache = jax.lax.dynamic_update_slice(v_cache, v, (0, 0, index, 0))
             new_caches.append((k_cache, v_cache))
@@ -216,6 +219,37 @@ def baseline_agrees(steps=16):
     return bool(jnp.all(ours == theirs))
 
 
+def config_rows(name, args, mesh):
+    """(what, best time s, compile s, speed-up over the straightforward decoder) for one config."""
+    cfg = models.get_config(name)
+    params = models.init(cfg, jax.random.key(0))
+    prompts = [list(range(1, 21 + i)) for i in range(args.prompts)]
+    padded, mask = sampling.pad_prompts(prompts, sampling.prompt_bucket(27), 0)
+
+    def ours(seed, params=params, mesh=None):
+        return sampling.generate(cfg, params, prompts, jax.random.key(seed),
+                                 num_samples=args.samples, max_new_tokens=args.new_tokens,
+                                 mesh=mesh).tokens
+
+    def baseline(decoder):
+        decoder = jax.jit(decoder, static_argnums=(0, 5, 6))
+        return lambda seed: decoder(cfg, params, padded, mask, jax.random.key(seed),
+                                    args.samples, args.new_tokens)
+
+    runs = [(f"generate {name}", ours, args.repeats)]
+    if mesh is not None:
+        sharded = models.shard_params(cfg, params, mesh)
+        runs.append((f"generate {name}, {mesh.size} CPU devices",
+                     lambda seed: ours(seed, sharded, mesh), args.repeats))
+    runs.append((f"straightforward KV cache {name}", baseline(straightforward_generate),
+                 args.repeats))
+    if name in args.naive_configs.split(","):
+        runs.append((f"naive recompute {name}", baseline(naive_generate), 1))
+    timed = [(what, *best_time(fn, repeats)) for what, fn, repeats in runs]
+    reference = next(t for what, t, _ in timed if what.startswith("straightforward"))
+    return [(what, t, c, reference / t) for what, t, c in timed]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", default="tiny,toy-1m,toy-10m")
@@ -233,45 +267,16 @@ def main():
     args = parser.parse_args()
     if args.roofline:
         return roofline(args)
-    jax.config.update("jax_num_cpu_devices", args.cpu_devices)  # before any backend starts
+    mesh_lib.use_cpu_devices(args.cpu_devices)  # before any backend starts
     on_cpu = jax.default_backend() == "cpu"
     mesh = mesh_lib.make_mesh() if on_cpu and jax.device_count() > 1 else None
     if mesh is not None and args.prompts % jax.device_count():
         raise SystemExit(f"--prompts={args.prompts} does not split over {jax.device_count()} "
                          "CPU devices")
 
-    rows = []
     shape = f"{args.prompts}x{args.samples} rows, {args.new_tokens} new"
     n_tokens = args.prompts * args.samples * args.new_tokens
-    prompts = [list(range(1, 21 + i)) for i in range(args.prompts)]
-    padded, mask = sampling.pad_prompts(prompts, sampling.prompt_bucket(27), 0)
-    for name in args.configs.split(","):
-        cfg = models.get_config(name)
-        params = models.init(cfg, jax.random.key(0))
-
-        def ours(seed, params=params, mesh=None):
-            return sampling.generate(cfg, params, prompts, jax.random.key(seed),
-                                     num_samples=args.samples, max_new_tokens=args.new_tokens,
-                                     mesh=mesh).tokens
-
-        straightforward = jax.jit(straightforward_generate, static_argnums=(0, 5, 6))
-        naive = jax.jit(naive_generate, static_argnums=(0, 5, 6))
-        runs = [(f"generate {name}", ours, args.repeats)]
-        if mesh is not None:
-            sharded = models.shard_params(cfg, params, mesh)
-            runs.append((f"generate {name}, {jax.device_count()} CPU devices",
-                         lambda seed: ours(seed, sharded, mesh), args.repeats))
-        runs.append((f"straightforward KV cache {name}",
-                     lambda seed: straightforward(cfg, params, padded, mask, jax.random.key(seed),
-                                                  args.samples, args.new_tokens),
-                     args.repeats))
-        if name in args.naive_configs.split(","):
-            runs.append((f"naive recompute {name}",
-                         lambda seed: naive(cfg, params, padded, mask, jax.random.key(seed),
-                                            args.samples, args.new_tokens), 1))
-        timed = [(what, *best_time(fn, repeats)) for what, fn, repeats in runs]
-        reference = next(t for what, t, _ in timed if what.startswith("straightforward"))
-        rows += [(what, t, c, reference / t) for what, t, c in timed]
+    rows = [row for name in args.configs.split(",") for row in config_rows(name, args, mesh)]
 
     print(f"\njax {jax.__version__} on {jax.devices()[0].device_kind} "
           f"({jax.device_count()} device(s)); params {', '.join(args.configs.split(','))}: "
