@@ -21,7 +21,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # reward workers import it
 import slow_reward
 
-from r1jax import metrics, models, rewards, rl, tokenizers
+from r1jax import metrics, models, optim, rewards, rl, rollout, tokenizers
 from r1jax.mesh import make_mesh
 
 rewards.register("slow_length", slow_reward.slow_length_reward)
@@ -71,21 +71,22 @@ def main():
 
     with rewards.RewardScorer({"slow_length": 1.0}, num_workers=2) as scorer:
         c = config()
-        trainer = rl.Trainer(c, CFG, tokenizer, scorer, mesh)
-        opt_state = trainer.optimizer.init(params)
+        settings = rl.UpdateSettings.from_config(c)
+        collector = rollout.Collector(rollout.RolloutSettings.from_config(c), CFG, tokenizer,
+                                      scorer, mesh)
+        opt_state = optim.init_opt_state(settings.optimizer.make(), params, mesh)
         batch = next(Batches(prompts))
         rows = []
         for attempt in ("compile", "timed"):
-            sampled, t_sample = timed(lambda: trainer.sample(params, batch, jax.random.key(1))[2])
-            ro, t_reward = timed(lambda: trainer.score((batch, [tokenizer.encode(p) for p in
-                                                               prompts], sampled)))
-            mb = trainer._put({"prompts": ro.prompts, "prompt_mask": ro.prompt_mask,
-                               "tokens": ro.tokens, "mask": ro.mask})
-            _, t_ref = timed(lambda: trainer.ref_logprobs(params, mb))
-            p_copy = jax.tree.map(lambda x: x.copy(), params)
-            o_copy = jax.tree.map(lambda x: x.copy(), opt_state)
-            _, t_train = timed(lambda: trainer.train_on(p_copy, o_copy, params, ro,
-                                                        jax.random.key(2))[:2])
+            sampled, t_sample = timed(lambda: collector.sample(params, batch, jax.random.key(1)))
+            ro, t_reward = timed(lambda: collector.score(sampled))
+            mb = jax.device_put({"prompts": ro.prompts, "prompt_mask": ro.prompt_mask,
+                                 "tokens": ro.tokens, "mask": ro.mask}, models.batch_sharding(mesh))
+            _, t_ref = timed(lambda: rl.reference_logprobs(CFG, c.temperature, params, mb))
+            state = {"params": jax.tree.map(lambda x: x.copy(), params), "ref_params": params,
+                     "opt_state": jax.tree.map(lambda x: x.copy(), opt_state)}
+            _, t_train = timed(lambda: rl.learn(c, CFG, settings, state, ro, jax.random.key(2),
+                                                mesh)[0]["params"])
             if attempt == "timed":
                 tokens = int(ro.lengths.sum())
                 total = t_sample + t_reward + t_train

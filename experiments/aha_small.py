@@ -8,17 +8,14 @@ All four levels of sums (3-6 digits) instead of the first two, a toy-10m base mo
 aha_tiny's. Sized for about 10 minutes on one H100 (not yet run on one: see the README).
 """
 
-import importlib.util
 import os
 
-_spec = importlib.util.spec_from_file_location(
-    "aha_tiny", os.path.join(os.path.dirname(os.path.abspath(__file__)), "aha_tiny.py"))
-aha_tiny = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(aha_tiny)
+from r1jax.cli import load_experiment
 
 
 def get_config(arg: str = ""):
-    config = aha_tiny.get_config(arg)
+    config = load_experiment(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                          "aha_tiny.py"), arg)
     if arg == "smoke":  # aha_tiny's smoke run, through this file
         return config
     config.model.update(name="toy-10m", vocab_size=1024)

@@ -20,20 +20,18 @@ accuracy rise together. This is amplification of a behaviour the base model alre
 R1 paper argues for real base models, not emergence from nothing.
 """
 
+import os
+
 import ml_collections
 
-from r1jax import rl, sft
+from r1jax import sft
+from r1jax.cli import load_experiment
 
 
 def get_config(arg: str = ""):
-    config = ml_collections.ConfigDict()
-    config.job = "rl"
-    config.model = ml_collections.ConfigDict(
-        dict(name="toy-1m", vocab_size=512, hf_path="", dtype="float32", init_seed=0))
-    config.tokenizer = ""  # "" = train the toy world's SentencePiece tokenizer into the workdir
-    config.data = ml_collections.ConfigDict(dict(
-        tasks=("sums",), levels=(1, 2), train_size=20_000, seed=0,
-        tokenizer_documents=20_000))
+    config = load_experiment(os.path.join(os.path.dirname(os.path.abspath(__file__)), "common.py"))
+    config.model.update(vocab_size=512)
+    config.data.update(tasks=("sums",), train_size=20_000, tokenizer_documents=20_000)
     config.corpus = ml_collections.ConfigDict(dict(
         level_mix=(0.5, 0.5, 0.0, 0.0), long_fraction=0.1, untemplated_long_fraction=0.7,
         slip_fraction=0.3, short_accuracy=(0.25, 0.15, 0.1, 0.05), template_fraction=0.2))
@@ -41,17 +39,9 @@ def get_config(arg: str = ""):
     config.pretrain.update(dict(steps=1500, batch_size=8, seq_len=256, lr=3e-3, warmup_steps=30,
                                 mask_prompt=False, checkpoint_every=100))
     config.pretrain.documents = 100_000
-    config.rewards = ml_collections.ConfigDict({"arithmetic": 1.0, "format": 1.0})
-    config.reward_workers = 2
-    config.reward_timeout_s = 10.0
-    config.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
-    config.eval = ml_collections.ConfigDict(dict(
-        benchmark="toy_sums", n_problems=200, k=4, max_new_tokens=96,
-        data_file="", data_dir=""))  # "": generated test problems; or a file / "tfds:NAME[:SPLIT]"
-    config.rl = rl.default_config()
+    config.eval.update(benchmark="toy_sums", n_problems=200, max_new_tokens=96)
     config.rl.update(dict(steps=80, prompts_per_step=8, group_size=8, max_new_tokens=96,
-                          lr=1e-4, warmup_steps=10, checkpoint_every=20, eval_every=20,
-                          correctness_reward="arithmetic"))
+                          lr=1e-4, checkpoint_every=20, eval_every=20))
     if arg == "smoke":
         # Minutes of CPU cannot pretrain worked sums, so the smoke run checks the pipeline and
         # that GRPO moves the reward: half the templated answers are worked, too long for 48

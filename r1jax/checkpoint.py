@@ -34,6 +34,17 @@ class Checkpointer:
             state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
         return restored["state"], restored["meta"]
 
+    def restore_params(self, abstract_params, step: int | None = None):
+        """Only the policy params of checkpoint ``step`` (default: the latest), placed as the
+        ``jax.ShapeDtypeStruct`` tree ``abstract_params`` says; nothing else is read."""
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"{self._manager.directory} holds no complete checkpoint")
+        restored = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+            item={"params": abstract_params}, partial_restore=True,
+            restore_args={"params": ocp.checkpoint_utils.construct_restore_args(abstract_params)})))
+        return restored["state"]["params"]
+
     def resume(self, like_state, iterator):
         """(state, step, meta) of the latest checkpoint, with ``iterator`` (a grain iterator)
         moved to where that run's data stood; (like_state, 0, {}) when there is none."""

@@ -1,27 +1,26 @@
 """The GRPO objective: group-normalised advantages, the clipped policy loss in every aggregation
-mode, and DAPO's overlong shaping. Pure jnp functions; formulas in reference/r1_recipe.md §1.
+mode, and DAPO's overlong shaping. Pure jnp functions; formulas in docs/recipe.md §2.
 
 Math is float32 (bf16 inputs are promoted; float64 inputs stay float64 under x64, which the tests
 use). Hyperparameters (`group_size`, `aggregation`, clip values, `kl_coef`, `max_len`,
 `length_normalized`) are static Python values: bind them with `functools.partial` before `jax.jit`.
 
 Exact gradient accumulation (the tunix design): `policy_loss_terms` returns an unreduced loss
-SUM, its denominator and metric sums for one minibatch of whole sequences. Adding the sums and
-denominators of several minibatches (`combine_terms`, and the gradients of the sums) and dividing
-once (`finish_terms`) gives exactly the full-batch loss, gradient and metrics:
+SUM, its denominator and metric sums for one minibatch of whole sequences (`optim.LossTerms`).
+Adding the sums and denominators of several minibatches (`LossTerms.combine`, and the gradients
+of the sums) and dividing once (`finish_terms`) gives exactly the full-batch loss, gradient and
+metrics; `optim.guarded_update` does this for the RL update:
 
-    def terms_fn(params, mb):
-        loss_sum, denom, stats = policy_loss_terms(logprobs_of(params, mb), ...)
-        return loss_sum, (denom, stats)
-    (s, (d, st)), g = jax.value_and_grad(terms_fn, has_aux=True)(params, mb)  # per minibatch
-    terms = combine_terms(terms, (s, d, st)); g_sum = g_sum + g                # accumulate
-    loss, metrics = finish_terms(terms); grads = g_sum / max(terms[1], 1)      # once per step
+    terms = policy_loss_terms(logprobs_of(params, mb), ...)      # per minibatch
+    loss, metrics = finish_terms(terms_a.combine(terms_b))       # once per step
 
 Sequences with no loss tokens (empty, padding rows, overlong-filtered) are absent in every mode:
 they add nothing to the loss sum, the denominator or the metrics, and never produce NaN.
 """
 
 import jax.numpy as jnp
+
+from r1jax.optim import LossTerms
 
 AGGREGATIONS = ("seq_mean_token_mean", "token_mean", "seq_mean_token_sum_norm", "sequence")
 ADV_EPS = 1e-6
@@ -86,7 +85,7 @@ def _check_args(logprobs_NT, advantages_N, mask_NT, ref_logprobs_NT, aggregation
 def policy_loss_terms(logprobs_NT, old_logprobs_NT, ref_logprobs_NT, advantages_N, mask_NT,
                       aggregation="seq_mean_token_mean", clip_low=0.2, clip_high=0.2,
                       kl_coef=0.0, max_len=None, length_normalized=False):
-    """The GRPO loss of one minibatch as (loss_sum, denom, stats); loss = loss_sum / denom.
+    """The GRPO loss of one minibatch as LossTerms(loss_sum, denom, stats); loss = loss_sum / denom.
 
     Token modes, per loss token (mask True) with rho = exp(logp - old), x = ref - logp:
         l_it = -min(rho A_i, clip(rho, 1 - clip_low, 1 + clip_high) A_i) + kl_coef k3(x)
@@ -159,17 +158,11 @@ def policy_loss_terms(logprobs_NT, old_logprobs_NT, ref_logprobs_NT, advantages_
     }
     if kl is not None:
         stats["kl"] = jnp.where(valid, kl, 0.0).sum()
-    return loss_sum, denom, stats
+    return LossTerms(loss_sum, denom, stats)
 
 
-def combine_terms(a, b):
-    """Terms of two disjoint minibatches -> the terms of their union (sums add, ratio_max maxes)."""
-    stats = {k: (jnp.maximum if k == "ratio_max" else jnp.add)(a[2][k], b[2][k]) for k in a[2]}
-    return a[0] + b[0], a[1] + b[1], stats
-
-
-def finish_terms(terms):
-    """(loss_sum, denom, stats) -> (loss, metrics); 0 loss and metrics when nothing is valid.
+def finish_terms(terms: LossTerms):
+    """LossTerms -> (loss, metrics); 0 loss and metrics when nothing is valid.
 
     metrics: clip_frac_low, clip_frac_high, ratio_mean, ratio_max, kl (mean k3, when a reference
     was given), num_tokens, num_seqs; fractions and means are per token (per sequence in

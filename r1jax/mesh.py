@@ -6,6 +6,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
+from r1jax.models.sharding import BATCH_AXES
+
 AXES = ("data", "fsdp", "tensor")
 
 
@@ -28,6 +30,19 @@ def make_mesh(data: int = -1, fsdp: int = 1, tensor: int = 1, devices=None) -> M
         raise ValueError(f"mesh {dict(zip(AXES, sizes))} needs {int(np.prod(sizes))} devices, "
                          f"have {len(devices)}")
     return Mesh(np.asarray(devices).reshape(sizes), AXES)
+
+
+def mesh_from_config(mesh_config) -> Mesh:
+    """The mesh of an experiment's ``mesh`` section (axis sizes), announced on stdout."""
+    mesh = make_mesh(**mesh_config)
+    print(f"mesh {dict(mesh.shape)} over {mesh.size} {mesh.devices.flat[0].platform} device(s)",
+          flush=True)
+    return mesh
+
+
+def data_parallel_size(mesh: Mesh) -> int:
+    """How many ways a batch is split over ``mesh``: the product of its data-parallel axes."""
+    return int(np.prod([mesh.shape[a] for a in BATCH_AXES]))
 
 
 def use_cpu_devices(count: int) -> None:

@@ -1,7 +1,7 @@
 """Run metrics: rollout statistics (length, accuracy, reflective words), the JSONL + TensorBoard
 writer, decoded samples and the progress bar. Host-side numpy and plain Python only.
 
-Files in a workdir (../shared/DESIGN.md, Conventions):
+Files in a workdir (docs/architecture.md, "Conventions"):
     metrics.jsonl                one line per step: {"step": s, "<key>": value, ...}, keys sorted
                                  after "step", non-finite values written as null
     tb/events.out.tfevents.*     the same scalars for TensorBoard
@@ -21,7 +21,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-# The paper's ten reflective words, in its order (reference/r1_recipe.md §5).
+# The paper's ten reflective words, in its order (docs/recipe.md §7).
 REFLECTIVE_WORDS = ("wait", "mistake", "however", "but", "retry", "error", "verify", "wrong",
                     "evaluate", "check")
 

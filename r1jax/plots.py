@@ -188,3 +188,23 @@ def results_table(metrics, evals):
                      f"{_fmt(row['after'], digits)} | {_fmt(row['ratio'], 2, suffix='x')} | {change} | "
                      f"{row['target'] or ''} | {met} |")
     return "\n".join(lines) + "\n"
+
+
+def write_report(workdir, base_eval: dict, final_eval: dict) -> None:
+    """A finished run's plots and markdown results table (comparing the base and final
+    evaluations, when both are given), written into its workdir and printed."""
+    history = metrics_lib.read_metrics(os.path.join(workdir, "metrics.jsonl"))
+    evals = [{"step": h["step"], **{k.removeprefix("eval/"): v for k, v in h.items()
+                                    if k.startswith("eval/")}}
+             for h in history if "eval/pass@1" in h]
+    strip = {name: {k.removeprefix("eval/"): v for k, v in e.items()}
+             for name, e in (("base", base_eval), ("final", final_eval)) if e}
+    if "base" in strip:
+        evals.insert(0, {"step": 0, **strip["base"]})
+    paths = plot_run(history, evals, workdir)
+    print("plots: " + ", ".join(paths))
+    if len(strip) == 2:
+        table = results_table(history, strip)
+        with open(os.path.join(workdir, "results.md"), "w") as f:
+            f.write(table + "\n")
+        print(table)

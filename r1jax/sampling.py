@@ -20,6 +20,7 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from r1jax.mesh import data_parallel_size
 from r1jax.models import ModelConfig, forward_cached, init_cache, padding_positions
 from r1jax.models.sharding import BATCH_AXES
 
@@ -31,6 +32,9 @@ class SampleOutput(NamedTuple):
     logprobs: jax.Array  # float32 [B*G, N], 0 where mask is False
     mask: jax.Array  # bool [B*G, N], True for generated tokens, the stop token included
     lengths: jax.Array  # int32 [B*G]
+    truncated: jax.Array  # bool [B*G]: N tokens generated and none of them a stop token
+    prompts: jax.Array | None = None  # int32 [B, P]: the prompts as the sampler saw them,
+    prompt_mask: jax.Array | None = None  # left-padded to a bucket, and bool [B, P] (real tokens)
 
 
 def prompt_bucket(length: int) -> int:
@@ -138,7 +142,8 @@ def _generate(cfg: ModelConfig, params, prompts_BP, prompt_mask_BP, rng, *, num_
     is_stop = jnp.isin(tokens, stop_ids) & (jnp.arange(N) < t)
     stops_before = jnp.cumsum(is_stop, axis=-1) - is_stop
     mask = (jnp.arange(N) < t)[None, :] & (stops_before == 0)
-    return SampleOutput(tokens, logprobs, mask, jnp.sum(mask, axis=-1, dtype=jnp.int32))
+    lengths = jnp.sum(mask, axis=-1, dtype=jnp.int32)
+    return SampleOutput(tokens, logprobs, mask, lengths, (lengths == N) & ~jnp.any(is_stop, -1))
 
 
 def pad_prompts(prompts, length: int, pad_id: int):
@@ -173,13 +178,14 @@ def generate(cfg: ModelConfig, params, prompts, rng, num_samples: int = 1,
     tokens, mask = pad_prompts(prompts, prompt_bucket(longest), pad_id)
     if mesh is not None:
         sharding = NamedSharding(mesh, P(BATCH_AXES))
-        data_size = int(np.prod([mesh.shape[a] for a in BATCH_AXES]))
+        data_size = data_parallel_size(mesh)
         if len(prompts) % data_size:
             raise ValueError(f"{len(prompts)} prompts do not split over the mesh's data axes "
                              f"({data_size} ways)")
         tokens, mask = jax.device_put((tokens, mask), sharding)
-    return _generate(cfg, params, tokens, mask, rng, num_samples=num_samples,
-                     max_new_tokens=max_new_tokens, temperature=float(temperature),
-                     top_p=float(top_p), top_k=int(top_k),
-                     stop_tokens=tuple(int(s) for s in stop_tokens), pad_id=int(pad_id),
-                     mesh=mesh)
+    out = _generate(cfg, params, tokens, mask, rng, num_samples=num_samples,
+                    max_new_tokens=max_new_tokens, temperature=float(temperature),
+                    top_p=float(top_p), top_k=int(top_k),
+                    stop_tokens=tuple(int(s) for s in stop_tokens), pad_id=int(pad_id),
+                    mesh=mesh)
+    return out._replace(prompts=tokens, prompt_mask=mask)

@@ -4,6 +4,7 @@
     ids = tok.encode(text)           # list[int], no special tokens unless add_bos=True
     text = tok.decode(ids)           # special tokens dropped; the caller strips padding first
     stop = tok.token_to_id("</answer>")   # None where the string is not a single token
+    stop_ids = stop_token_ids(tok, ("</answer>",))   # eos and </answer>; error if not one token
 
 `train_sentencepiece` trains the toy world's tokenizer.
 """
@@ -34,6 +35,21 @@ class Tokenizer(Protocol):
     def decode(self, ids: Sequence[int], skip_special: bool = True) -> str: ...
 
     def token_to_id(self, piece: str) -> int | None: ...
+
+
+def stop_token_ids(tokenizer: Tokenizer, stop_strings: Sequence[str] = (),
+                   extra_ids: Sequence[int] = ()) -> tuple[int, ...]:
+    """The ids generation stops on: eos, ``extra_ids``, and the id of each stop string, without
+    repeats. The sampler stops on single ids, so a stop string that is not one token of the
+    tokenizer is an error naming it."""
+    ids = [tokenizer.eos_id, *extra_ids]
+    for string in stop_strings:
+        token = tokenizer.token_to_id(string)
+        if token is None:
+            raise ValueError(f"stop string {string!r} is not a single token of the tokenizer "
+                             f"(generation stops on single token ids)")
+        ids.append(token)
+    return tuple(dict.fromkeys(int(i) for i in ids))
 
 
 def _as_list(ids) -> list[int]:

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from r1jax import benchmarks_data, evaluate, main
-from r1jax.benchmarks_data import BENCHMARKS
+from r1jax import evaluate, main, rewards
+from r1jax.data import benchmarks as benchmarks_data
 from r1jax.data import tasks, tfds_builder
+from r1jax.data.benchmarks import BENCHMARKS
 from r1jax.templates import r1_zero_prompt
 
 FIXTURES = Path(__file__).parent / "fixtures" / "eval"
@@ -74,7 +75,8 @@ def test_a_toy_benchmark_reads_what_tfds_builder_wrote(toy_dir):
     countdown = benchmarks_data.load("toy_countdown", toy_dir,
                                      path="tfds:toy_world/countdown_small")
     assert countdown == tasks.make_split("countdown", "test", 4, seed=3)
-    assert all(BENCHMARKS["toy_countdown"].judge(f"<answer>{p['answer']}</answer>", p)[0]
+    judge = functools.partial(rewards.judge, BENCHMARKS["toy_countdown"].reward)
+    assert all(judge(f"<answer>{p['answer']}</answer>", p)[0]
                for p in countdown)
     with pytest.raises(ValueError, match="a 'countdown' problem, not a 'sums' one"):
         load(path="tfds:toy_world/countdown_small")
@@ -84,13 +86,13 @@ def test_a_toy_benchmark_reads_what_tfds_builder_wrote(toy_dir):
 def test_the_training_loop_evaluates_on_a_tfds_source(toy_dir):
     config = main.load_experiment(str(EXPERIMENTS / "aha_tiny.py"))  # levels 1 and 2
     config.eval.update(data_file="tfds:toy_world/sums_small", data_dir=str(toy_dir), n_problems=6)
-    problems = main.held_out_problems(config)
+    problems = evaluate.held_out_problems(config)
     made = [p for p in tasks.make_split("sums", "test", 30, seed=3) if p["level"] in (1, 2)]
     assert [{k: v for k, v in p.items() if k != "prompt"} for p in problems] == made[:6]
     assert all(p["prompt"] == r1_zero_prompt(p["question"]) for p in problems)
     config.eval.update(data_file="tfds:toy_world/no_such_set")
     with pytest.raises(FileNotFoundError, match="no_such_set"):
-        main.held_out_problems(config)
+        evaluate.held_out_problems(config)
 
 
 def without_ids(problems):

@@ -2,6 +2,7 @@
 batching, and the command line end to end on a tiny HF checkpoint and a tiny r1jax workdir."""
 
 import csv
+import functools
 import itertools
 import json
 import math
@@ -11,12 +12,23 @@ import jax
 import numpy as np
 import pytest
 
-from r1jax import benchmarks_data, evaluate, main, models, sampling, tokenizers
-from r1jax.benchmarks_data import BENCHMARKS, LETTERS
+from r1jax import (
+    evaluate,
+    main,
+    models,
+    policy,
+    rewards,
+    sampling,
+    templates,
+    tokenizers,
+)
 from r1jax.checkpoint import Checkpointer
 from r1jax.data import CorpusConfig, corpus_documents
+from r1jax.data import benchmarks as benchmarks_data
+from r1jax.data.benchmarks import BENCHMARKS, LETTERS
 from r1jax.mesh import make_mesh
 from r1jax.optim import make_optimizer
+from r1jax.rewards.judging import same_string
 from r1jax.templates import r1_zero_prompt
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
@@ -67,7 +79,7 @@ def test_majority_vote_groups_equivalent_answers_written_differently():
 def test_majority_vote_tie_goes_to_the_earliest_sampled_group():
     assert evaluate.majority_vote(["7", "0.5", "1/2", "7"]) == 0
     assert evaluate.majority_vote([None, "1/2", "7", "0.5", "7"]) == 1
-    assert evaluate.majority_vote(["b", "a"], benchmarks_data.same_string) == 0
+    assert evaluate.majority_vote(["b", "a"], same_string) == 0
 
 
 def test_summary_from_records():
@@ -136,23 +148,23 @@ def test_gpqa_options_are_shuffled_with_a_fixed_seed_and_the_gold_letter_follows
         assert sorted(problem["options"]) == sorted(
             [row["Correct Answer"]] + [row[f"Incorrect Answer {j}"] for j in (1, 2, 3)])
         assert f"\n{letter}) {row['Correct Answer']}" in problem["question"]
-        right, answer = BENCHMARKS["gpqa_diamond"].judge(f"so \\boxed{{{letter}}}", problem)
+        right, answer = rewards.judge("choice", f"so \\boxed{{{letter}}}", problem)
         assert right and answer == letter
         wrong = LETTERS[(LETTERS.index(letter) + 1) % 4]
-        assert BENCHMARKS["gpqa_diamond"].judge(f"<answer>({wrong})</answer>", problem) == (
+        assert rewards.judge("choice", f"<answer>({wrong})</answer>", problem) == (
             False, wrong)
     assert len({p["answer"] for p in problems}) > 1  # the released order (correct first) is gone
     assert problems == benchmarks_data.load("gpqa_diamond", FIXTURES)
 
 
 def test_judges():
-    math_judge = BENCHMARKS["math500"].judge
+    math_judge = functools.partial(rewards.judge, BENCHMARKS["math500"].reward)
     assert math_judge("... \\boxed{0.5}", {"answer": "\\frac{1}{2}"}) == (True, "0.5")
     assert math_judge("no answer", {"answer": "1"}) == (False, None)
-    arithmetic = BENCHMARKS["toy_arithmetic"].judge
+    arithmetic = functools.partial(rewards.judge, BENCHMARKS["toy_arithmetic"].reward)
     assert arithmetic("<think>x</think> <answer> 1,309 </answer>", {"answer": "1309"}) == (
         True, "1,309")
-    countdown = BENCHMARKS["countdown"].judge
+    countdown = functools.partial(rewards.judge, BENCHMARKS["countdown"].reward)
     problem = {"numbers": [3, 5, 7], "target": 22}
     assert countdown("<answer>3 * 5 + 7</answer>", problem) == (True, "3 * 5 + 7")
     assert countdown("<answer>3 * 7 + 5</answer>", problem)[0] is False
@@ -167,18 +179,18 @@ def write_chat_config(directory):
 
 
 def test_prompt_templates(tmp_path):
-    assert evaluate.prompt_function("auto", tmp_path)[0] == "r1_zero"
+    assert templates.prompt_function("auto", tmp_path)[0] == "r1_zero"
     with pytest.raises(ValueError, match="chat template"):
-        evaluate.prompt_function("r1_usage", tmp_path)
+        templates.prompt_function("r1_usage", tmp_path)
     write_chat_config(tmp_path)
-    name, prompt = evaluate.prompt_function("auto", tmp_path)
+    name, prompt = templates.prompt_function("auto", tmp_path)
     assert name == "r1_usage"
     assert prompt("What is 1+1?") == (
         "<s><|user|>What is 1+1?\nPlease reason step by step, and put your final answer within "
         "\\boxed{}.\n<|assistant|><think>\n")
     # DeepSeek-R1-Distill's template already ends the generation prompt with <think>\n.
     (tmp_path / "chat_template.jinja").write_text("{{ messages[0]['content'] }}{{ '|<think>\\n' }}")
-    assert evaluate.prompt_function("r1_usage", tmp_path)[1]("Q").endswith("boxed{}.|<think>\n")
+    assert templates.prompt_function("r1_usage", tmp_path)[1]("Q").endswith("boxed{}.|<think>\n")
 
 
 # --- Running a model -----------------------------------------------------------------------
@@ -219,7 +231,7 @@ def test_all_samples_of_a_batch_of_problems_go_to_the_sampler_in_one_call(
     params = models.shard_params(CFG, params, mesh)
     problems = [{**p, "prompt": r1_zero_prompt(p["question"])}
                 for p in benchmarks_data.load("toy_arithmetic", n=10)]
-    kwargs = {"k": 2, "max_new_tokens": 8, "judge": BENCHMARKS["toy_arithmetic"].judge,
+    kwargs = {"k": 2, "max_new_tokens": 8, "reward": BENCHMARKS["toy_arithmetic"].reward,
               "prompts_per_batch": 5, "mesh": mesh,
               "stop_tokens": (tokenizer.eos_id, tokenizer.token_to_id("</answer>"))}
     summary, records = evaluate.run(CFG, params, tokenizer, problems, rng=jax.random.key(0),
@@ -285,7 +297,8 @@ def make_workdir(workdir, params, tokenizer_file):
 def test_cli_on_an_r1jax_workdir(tmp_path, tokenizer_file, params, capsys):
     workdir = tmp_path / "run"
     make_workdir(workdir, params, tokenizer_file)
-    cfg, restored, tokenizer, _ = evaluate.load_checkpoint(workdir)
+    cfg, restored = policy.load_policy(workdir)
+    tokenizer = tokenizers.load_tokenizer(policy.tokenizer_source(workdir))
     assert cfg == CFG and tokenizer.vocab_size <= cfg.vocab_size
     jax.tree.map(np.testing.assert_array_equal, restored, params)  # the policy, not the reference
     out = tmp_path / "toy.json"

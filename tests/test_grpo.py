@@ -1,5 +1,5 @@
 """Tests for r1jax.grpo against an independent, literal numpy/python transcription of
-reference/r1_recipe.md §1 (loops over sequences and tokens, float64, analytic gradients)."""
+docs/recipe.md §2 (loops over sequences and tokens, float64, analytic gradients)."""
 
 import functools
 import math
@@ -131,15 +131,14 @@ def loss_and_grad(logp, old, ref, adv, mask, kl_coef):
 
 @functools.partial(jax.jit, static_argnames="kl_coef")
 def terms_and_grad(logp, old, ref, adv, mask, kl_coef):
-    """{(mode, ln): ((loss_sum, denom, stats), d loss_sum / d logp)} for every mode."""
+    """{(mode, ln): (LossTerms, d loss_sum / d logp)} for every mode."""
     def one(mode, ln):
         def f(lp):
-            kw = kwargs(mode, ln, kl_coef)
-            s, d, stats = grpo.policy_loss_terms(lp, old, ref, adv, mask, **kw)
-            return s, (d, stats)
+            terms = grpo.policy_loss_terms(lp, old, ref, adv, mask, **kwargs(mode, ln, kl_coef))
+            return terms.loss_sum, terms
 
-        (s, (d, stats)), grad = jax.value_and_grad(f, has_aux=True)(logp)
-        return (s, d, stats), grad
+        (_, terms), grad = jax.value_and_grad(f, has_aux=True)(logp)
+        return terms, grad
 
     return {m: one(*m) for m in MODES}
 
@@ -274,7 +273,7 @@ def test_gradient_accumulation_equals_full_batch(mode, ln):
     terms, grads = None, []
     for sl in (slice(0, 4), slice(4, 8)):  # different token counts and empty rows per half
         t, g = terms_and_grad(logp[sl], old[sl], ref[sl], adv[sl], mask[sl], 0.1)[mode, ln]
-        terms = t if terms is None else grpo.combine_terms(terms, t)
+        terms = t if terms is None else terms.combine(t)
         grads.append(g)
     loss, metrics = grpo.finish_terms(terms)
     np.testing.assert_allclose(np.concatenate(grads) / terms[1], full_grad, rtol=1e-6, atol=1e-9)

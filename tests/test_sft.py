@@ -7,7 +7,7 @@ import signal
 import jax
 import numpy as np
 
-from r1jax import metrics, models, sft
+from r1jax import metrics, models, optim, sft
 from r1jax.checkpoint import Checkpointer
 from r1jax.mesh import make_mesh
 
@@ -46,8 +46,10 @@ class Batches:
 
 def one_update(c, tokens, mask, params=None):
     params = models.init(CFG, jax.random.key(0)) if params is None else params
-    opt_state = sft._optimizer(c).init(params)
-    return sft.make_update_fn(CFG, c)(params, opt_state, tokens, mask)
+    settings = optim.OptimizerSettings.from_config(c, c.steps)
+    opt_state = settings.make().init(params)
+    microbatches = optim.split_microbatches((tokens, mask), c.microbatches)
+    return sft.update(CFG, settings, params, opt_state, microbatches)
 
 
 def test_loss_is_numpy_cross_entropy_and_accumulation_is_exact():
@@ -109,30 +111,15 @@ def test_resume_after_sigterm_gives_the_metrics_of_an_uninterrupted_run(tmp_path
         out = sft.train(c, str(workdir), CFG, params, Batches(c, kill_at), mesh)
         return out, metrics.read_metrics(os.path.join(workdir, "metrics.jsonl"))
 
-    p_straight, straight = run(tmp_path / "straight")
-    _, first = run(tmp_path / "resumed", kill_at=3)  # SIGTERM during step 3
+    straight_run, straight = run(tmp_path / "straight")
+    assert straight_run.finished and straight_run.step == c.steps
+    stopped, first = run(tmp_path / "resumed", kill_at=3)  # SIGTERM during step 3
+    assert not stopped.finished and stopped.step == 3
     assert Checkpointer(str(tmp_path / "resumed")).latest_step() == 3 and len(first) == 3
-    p_resumed, resumed = run(tmp_path / "resumed", kill_at=-1)
+    resumed_run, resumed = run(tmp_path / "resumed", kill_at=-1)
+    assert resumed_run.finished
     assert [m["step"] for m in resumed] == list(range(1, c.steps + 1))
     for a, b in zip(straight, resumed):
         assert {k: v for k, v in a.items() if not k.startswith(TIMING)} == {
             k: v for k, v in b.items() if not k.startswith(TIMING)}
-    jax.tree.map(np.testing.assert_array_equal, p_straight, p_resumed)
-
-
-class CharTokenizer:
-    eos_id, pad_id = 1, 0
-
-    def encode(self, text):
-        return [ord(ch) for ch in text]
-
-
-def test_pack_pairs_keeps_documents_whole_and_masks_prompts_and_padding():
-    pairs = [("ab", "xyz"), ("cd", "uv"), ("e", "w"), ("f" * 9, "g" * 9)]
-    tokens, mask = sft.pack_pairs(pairs, CharTokenizer(), seq_len=10)
-    text = ["".join(chr(t) if t > 1 else "|" if t == 1 else "." for t in row) for row in tokens]
-    assert text == ["abxyz|cduv|", "ew|........", "fffffffffgg"]  # the last one truncated
-    assert [m.astype(int).tolist() for m in mask] == [
-        [0, 1, 1, 1, 1, 0, 0, 1, 1, 1], [1, 1, 0, 0, 0, 0, 0, 0, 0, 0], [0] * 8 + [1, 1]]
-    _, unmasked = sft.pack_pairs(pairs, CharTokenizer(), seq_len=10, mask_prompt=False)
-    assert unmasked[0].all() and unmasked[1].tolist() == [True, True] + [False] * 8
+    jax.tree.map(np.testing.assert_array_equal, straight_run.state, resumed_run.state)

@@ -1,4 +1,5 @@
-"""grain pipelines: prompt batches for RL and packed token windows for pretraining.
+"""grain pipelines: prompt batches for RL and packed (prompt, completion) windows for next-token
+training (pretraining, SFT).
 
 Both are shuffled with a seed, reshuffled each epoch, repeated forever and batched. Iterate with
 `it = iter(ds)`; `it.get_state()` / `it.set_state(state)` (a small dict) resume exactly, so a
@@ -12,7 +13,7 @@ on very small datasets (about 5 ms an element at 10 elements, 50 us at 1,000).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import grain
 import numpy as np
@@ -35,26 +36,37 @@ def prompt_dataset(
     return ds.repeat().batch(batch_size, batch_fn=list).to_iter_dataset(_READ_OPTIONS)
 
 
-def pack(documents: Iterable[str], tokenizer: Tokenizer, seq_len: int) -> np.ndarray:
-    """Documents tokenized, each followed by eos, concatenated, and cut into int32 windows of
-    `seq_len + 1` tokens (inputs and their next-token targets) that overlap by one token, so
-    every token is a target once. The tail that does not fill a window is dropped."""
-    stream = []
-    for doc in documents:
-        stream += tokenizer.encode(doc)
-        stream.append(tokenizer.eos_id)
-    n = (len(stream) - 1) // seq_len
-    if n == 0:
-        raise ValueError(f"The documents hold {len(stream)} tokens, fewer than seq_len + 1.")
-    tokens = np.asarray(stream[: n * seq_len + 1], dtype=np.int32)
-    starts = np.arange(n)[:, None] * seq_len
-    return tokens[starts + np.arange(seq_len + 1)]
+def pack_pairs(pairs, tokenizer: Tokenizer, seq_len: int, mask_prompt: bool = True):
+    """(prompt, completion) pairs tokenized apart (as at inference), each followed by eos and
+    packed whole into windows: tokens int32 [n, seq_len + 1] and a loss mask bool [n, seq_len]
+    over their targets, False on padding and, with ``mask_prompt``, on prompt tokens.
+
+    No document is cut across two windows (a completion trained without its prompt would teach
+    the model to answer questions it cannot see); one longer than a window is truncated.
+    """
+    windows, masks, tokens, targets = [], [], [], []
+
+    def flush():
+        pad = seq_len + 1 - len(tokens)
+        windows.append(tokens + [tokenizer.pad_id] * pad)
+        masks.append((targets + [False] * pad)[1:])
+
+    for prompt, completion in pairs:
+        p, c = tokenizer.encode(prompt), tokenizer.encode(completion) + [tokenizer.eos_id]
+        doc, target = (p + c)[:seq_len + 1], ([not mask_prompt] * len(p) + [True] * len(c))
+        if tokens and len(tokens) + len(doc) > seq_len + 1:
+            flush()
+            tokens, targets = [], []
+        tokens, targets = tokens + doc, targets + target[:len(doc)]
+    if tokens:
+        flush()
+    return np.asarray(windows, np.int32), np.asarray(masks, bool)
 
 
-def pretraining_dataset(
-    documents: Iterable[str], tokenizer: Tokenizer, seq_len: int, batch_size: int, seed: int
-) -> grain.IterDataset:
-    """int32 [batch_size, seq_len + 1] batches of packed windows (see `pack`), shuffled."""
-    windows = pack(documents, tokenizer, seq_len)
-    ds = grain.MapDataset.source(windows).shuffle(seed=seed).repeat().batch(batch_size)
-    return ds.to_iter_dataset(_READ_OPTIONS)
+def sft_dataset(pairs, tokenizer: Tokenizer, seq_len: int, batch_size: int, seed: int,
+                mask_prompt: bool = True) -> grain.IterDataset:
+    """Shuffled, repeated batches {"tokens": [B, seq_len + 1], "loss_mask": [B, seq_len]} of
+    ``pack_pairs`` windows."""
+    tokens, mask = pack_pairs(pairs, tokenizer, seq_len, mask_prompt)
+    ds = grain.MapDataset.source([{"tokens": t, "loss_mask": m} for t, m in zip(tokens, mask)])
+    return ds.shuffle(seed=seed).repeat().batch(batch_size).to_iter_dataset(_READ_OPTIONS)

@@ -20,6 +20,7 @@ from typing import ClassVar
 import numpy as np
 import tensorflow_datasets as tfds
 
+from r1jax.data.benchmarks import plain
 from r1jax.data.tasks import LEVELS, TASKS, make_split
 
 
@@ -71,16 +72,8 @@ def build(data_dir: str | os.PathLike, configs=ToyWorld.BUILDER_CONFIGS) -> None
         builder.download_and_prepare()
 
 
-def _plain(value):
-    if isinstance(value, bytes):
-        return value.decode()
-    if isinstance(value, (list, np.ndarray)):
-        return [int(v) for v in value]
-    return int(value)
-
-
 def load_split(data_dir: str | os.PathLike, name: str, split: str) -> list[dict]:
     """Split `split` of the tfds dataset `name` ("toy_world/countdown") under `data_dir`, as
     plain dicts (str, int, list of int)."""
     source = tfds.data_source(name, data_dir=os.fspath(data_dir), split=split)
-    return [{k: _plain(v) for k, v in ex.items()} for ex in source.__getitems__(range(len(source)))]
+    return [{k: plain(v) for k, v in ex.items()} for ex in source.__getitems__(range(len(source)))]

@@ -52,6 +52,6 @@ def shard_params(cfg: ModelConfig, params, mesh):
     return jax.device_put(params, param_shardings(cfg, mesh))
 
 
-def batch_sharding(mesh, ndim: int = 2) -> NamedSharding:
-    """Leading (batch) dimension over the data-parallel axes, the rest replicated."""
-    return NamedSharding(mesh, P(BATCH_AXES, *([None] * (ndim - 1))))
+def batch_sharding(mesh, ndim: int = 2, axis: int = 0) -> NamedSharding:
+    """Dimension ``axis`` (the batch) over the data-parallel axes, the rest replicated."""
+    return NamedSharding(mesh, P(*([None] * axis), BATCH_AXES, *([None] * (ndim - axis - 1))))

@@ -1,5 +1,6 @@
 """Rewards: math accuracy, format, language consistency, task rewards, a code sandbox; the
-registry, the weighted sum and the process pool that scores a batch with timeouts.
+registry, the weighted sum, the process pool that scores a batch with timeouts, and the judge
+that evaluation uses (`judge`: correct or not, and the answer, by the same rewards).
 
 Built-in rewards by name (each reads the example fields its docstring names):
 `accuracy` (example["answer"]), `format`, `language` (example["lang"]), `countdown`
@@ -9,6 +10,7 @@ Built-in rewards by name (each reads the example fields its docstring names):
 
 from r1jax.rewards import tasks  # noqa: F401  (registers countdown, arithmetic, choice)
 from r1jax.rewards.format import format_reward
+from r1jax.rewards.judging import equivalence, judge, math_equivalent
 from r1jax.rewards.language import language_consistency, register_language
 from r1jax.rewards.math import accuracy, extract_answer, math_equal
 from r1jax.rewards.pool import RewardScorer
@@ -18,11 +20,14 @@ from r1jax.rewards.sandbox import run_code
 __all__ = [
     "RewardScorer",
     "accuracy",
+    "equivalence",
     "extract_answer",
     "format_reward",
     "get",
+    "judge",
     "language_consistency",
     "math_equal",
+    "math_equivalent",
     "register",
     "register_language",
     "run_code",

@@ -37,20 +37,22 @@ def test_prompt_iterator_resumes_exactly(k, m):
     assert other_seed[k:] != expected
 
 
-class ByteTokenizer:
-    eos_id = 0
+class CharTokenizer:
+    eos_id, pad_id = 1, 0
 
     def encode(self, text):
-        return list(text.encode())
+        return [ord(ch) for ch in text]
 
 
-def test_pack_puts_eos_after_each_document_and_overlaps_windows_by_one():
-    windows = pipeline.pack(["ab", "cde", "f"], ByteTokenizer(), seq_len=3)
-    stream = [97, 98, 0, 99, 100, 101, 0, 102, 0]
-    assert windows.dtype == np.int32
-    np.testing.assert_array_equal(windows, [stream[0:4], stream[3:7]])  # the tail is dropped
-    with pytest.raises(ValueError, match="seq_len"):
-        pipeline.pack(["ab"], ByteTokenizer(), seq_len=8)
+def test_pack_pairs_keeps_documents_whole_and_masks_prompts_and_padding():
+    pairs = [("ab", "xyz"), ("cd", "uv"), ("e", "w"), ("f" * 9, "g" * 9)]
+    tokens, mask = pipeline.pack_pairs(pairs, CharTokenizer(), seq_len=10)
+    text = ["".join(chr(t) if t > 1 else "|" if t == 1 else "." for t in row) for row in tokens]
+    assert text == ["abxyz|cduv|", "ew|........", "fffffffffgg"]  # the last one truncated
+    assert [m.astype(int).tolist() for m in mask] == [
+        [0, 1, 1, 1, 1, 0, 0, 1, 1, 1], [1, 1, 0, 0, 0, 0, 0, 0, 0, 0], [0] * 8 + [1, 1]]
+    _, unmasked = pipeline.pack_pairs(pairs, CharTokenizer(), seq_len=10, mask_prompt=False)
+    assert unmasked[0].all() and unmasked[1].tolist() == [True, True] + [False] * 8
 
 
 @pytest.fixture(scope="module")
@@ -60,20 +62,23 @@ def toy_tokenizer(tmp_path_factory):
     return documents, tokenizers.train_sentencepiece(documents, path, vocab_size=400)
 
 
-def test_pretraining_batches_and_resume(toy_tokenizer):
+def test_sft_batches_draw_packed_windows_and_resume(toy_tokenizer):
     documents, tok = toy_tokenizer
-    ds = pipeline.pretraining_dataset(documents, tok, seq_len=64, batch_size=4, seed=0)
+    pairs = [corpus.split_prompt(doc) for doc in documents]
+    ds = pipeline.sft_dataset(pairs, tok, seq_len=64, batch_size=4, seed=0)
     it = iter(ds)
     first = take(it, 3)
-    assert first[0].shape == (4, 65) and first[0].dtype == np.int32
-    windows = pipeline.pack(documents, tok, 64)
+    assert first[0]["tokens"].shape == (4, 65) and first[0]["tokens"].dtype == np.int32
+    assert first[0]["loss_mask"].shape == (4, 64)
+    windows, _ = pipeline.pack_pairs(pairs, tok, 64)
     # An epoch's batches draw the packed windows without replacement.
-    epoch = np.concatenate(take(iter(ds), len(windows) // 4))
+    epoch = np.concatenate([b["tokens"] for b in take(iter(ds), len(windows) // 4)])
     assert not Counter(map(tuple, epoch.tolist())) - Counter(map(tuple, windows.tolist()))
     assert tok.decode(windows[0]).startswith(documents[0][:40])
     state = it.get_state()
     expected = take(it, 5)
-    fresh = iter(pipeline.pretraining_dataset(documents, tok, seq_len=64, batch_size=4, seed=0))
+    fresh = iter(pipeline.sft_dataset(pairs, tok, seq_len=64, batch_size=4, seed=0))
     fresh.set_state(state)
     for a, b in zip(take(fresh, 5), expected, strict=True):
-        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a["tokens"], b["tokens"])
+        np.testing.assert_array_equal(a["loss_mask"], b["loss_mask"])

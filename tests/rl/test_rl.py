@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from r1jax import metrics, models, rewards, rl, tokenizers
+from r1jax import metrics, models, rewards, rl, rollout, tokenizers
 from r1jax.checkpoint import Checkpointer
 from r1jax.mesh import make_mesh
 
@@ -69,14 +69,16 @@ def examples():
 def run(workdir, tokenizer, scorer, mesh=None, params=None, **overrides):
     params = models.init(CFG, jax.random.key(0)) if params is None else params
     mesh = mesh or make_mesh(devices=jax.devices()[:1])
-    out = rl.train(config(**overrides), str(workdir), CFG, params, tokenizer, scorer, examples(),
-                   mesh)
-    return out, metrics.read_metrics(os.path.join(workdir, "metrics.jsonl"))
+    result = rl.train(config(**overrides), str(workdir), CFG, params, tokenizer, scorer,
+                      examples(), mesh)
+    return result, metrics.read_metrics(os.path.join(workdir, "metrics.jsonl"))
 
 
 def test_a_tiny_random_model_learns_a_rule_reward(tmp_path, tokenizer, scorer):
     initial = models.init(CFG, jax.random.key(0))
-    final, history = run(tmp_path, tokenizer, scorer, params=initial)
+    result, history = run(tmp_path, tokenizer, scorer, params=initial)
+    assert result.finished and result.step == 30
+    final = result.state["params"]
     first, last = history[0]["reward/total"], np.mean([h["reward/total"] for h in history[-3:]])
     assert first < 0.2 and last > 0.8, (first, last)
     assert max(h["adv/zero_std_frac"] for h in history[:5]) < 1.0
@@ -128,26 +130,30 @@ def test_non_finite_updates_are_skipped_then_the_run_stops(tmp_path, tokenizer, 
 
 def test_dynamic_sampling_keeps_only_informative_groups(tmp_path, tokenizer, scorer):
     """Groups with equal rewards are dropped and more batches sampled until B remain."""
-    ro = rl.Rollout(
+    ro = rollout.Rollout(
         examples=[{"prompt": str(i // 2)} for i in range(8)],
         prompts=np.zeros((8, 4), np.int32), prompt_mask=np.ones((8, 4), bool),
         tokens=np.arange(8 * 3).reshape(8, 3), mask=np.ones((8, 3), bool),
         logprobs=np.zeros((8, 3), np.float32), lengths=np.full(8, 3),
-        texts=[str(i) for i in range(8)], rewards=np.array([1, 1, 0, 1, 1, 1, np.nan, 0.5]),
-        terms={}, reward_stats={"reward/x_errors": 0})
-    trainer = rl.Trainer(config(prompts_per_step=4, group_size=2, dynamic_sampling=True,
-                                dynamic_sampling_max_batches=3),
-                         CFG, tokenizer, scorer, make_mesh(devices=jax.devices()[:1]))
+        truncated=np.zeros(8, bool), texts=[str(i) for i in range(8)],
+        rewards=np.array([1, 1, 0, 1, 1, 1, np.nan, 0.5]), terms={"x": np.arange(8.0)},
+        reward_stats={"reward/x_errors": 1})
+    settings = rollout.RolloutSettings.from_config(config(
+        prompts_per_step=4, group_size=2, dynamic_sampling_max_batches=3))
+    collector = rollout.Collector(settings, CFG, tokenizer, scorer,
+                                  make_mesh(devices=jax.devices()[:1]))
     extra = dataclasses.replace(ro, prompts=np.zeros((8, 2), np.int32),
                                 prompt_mask=np.ones((8, 2), bool), rewards=np.array(
                                     [0, 1, 0, 0.5, 2, 3, 1, 1.0]),
                                 texts=[f"x{i}" for i in range(8)])
-    out, batches = trainer.informative(ro, lambda i: extra)
+    out, batches = collector.fill_informative(ro, lambda i: extra)
     assert batches == 2
     # Informative: the first batch's group 1 ([0, 1]; group 3 has one finite reward), then
     # the extra batch's groups 0, 1 and 2; the batch is full after two batches.
     assert out.texts == ["2", "3", "x0", "x1", "x2", "x3", "x4", "x5"]
     assert out.prompts.shape == (8, 4) and not out.prompt_mask[4:, :2].any()
+    assert out.terms["x"].tolist() == [2, 3, 0, 1, 2, 3, 4, 5]  # every per-row field follows
+    assert out.reward_stats == {"reward/x_errors": 2}  # counts over all batches sampled
 
 
 def test_dynamic_sampling_runs_in_the_loop(tmp_path, tokenizer, scorer):

@@ -1,10 +1,10 @@
 """Benchmarks: their problems (from local files in the formats they are published in, or tfds
-datasets), judges and the paper's evaluation defaults.
+datasets), the reward that judges them and the paper's evaluation defaults.
 
     bench = BENCHMARKS["math500"]
     problems = load("math500", data_dir)      # [{"id", "question", "answer", ...}]
     problems = load("toy_sums", data_dir, path="tfds:toy_world/sums")   # as tfds_builder wrote it
-    correct, answer = bench.judge(completion, problems[0])
+    correct, answer = rewards.judge(bench.reward, completion, problems[0])
 
 A benchmark's file is `{data_dir}/{name}.jsonl`, `.parquet` or `.csv`, or a directory
 `{data_dir}/{name}/` whose files of those kinds are all read in name order (AIME 2025 is published
@@ -54,7 +54,6 @@ from pathlib import Path
 
 import numpy as np
 
-from r1jax import rewards
 from r1jax.data import tasks
 
 SUFFIXES = (".jsonl", ".parquet", ".csv")
@@ -62,7 +61,6 @@ TFDS = "tfds:"  # the prefix of a `path` that names a tfds dataset
 LETTERS = "ABCD"
 GPQA_SEED = 0
 
-Judge = Callable[[str, dict], tuple[bool, str | None]]  # (completion, problem) -> (correct, answer)
 
 
 def read_records(path: Path) -> list[dict]:
@@ -166,53 +164,20 @@ def toy_problems(task: str, levels, rows, where) -> list[dict]:
     return out
 
 
-def judge_math(completion: str, problem: dict) -> tuple[bool, str | None]:
-    """The extracted final answer, math-equivalent to the gold one (the accuracy reward's test)."""
-    pred = rewards.extract_answer(completion)
-    return pred is not None and rewards.math_equal(pred, problem["answer"]), pred
-
-
-def judge_reward(name: str, completion: str, problem: dict) -> tuple[bool, str | None]:
-    """Correct when the task reward `name` gives full marks (>= 1); the answer is the extracted
-    one."""
-    score = rewards.get(name)([completion], [problem])[0]
-    return bool(score >= 1.0), rewards.extract_answer(completion)
-
-
-def judge_choice(completion: str, problem: dict) -> tuple[bool, str | None]:
-    """The letter the `choice` reward accepts for this completion (None if no option's), and
-    whether it is the gold letter."""
-    score = rewards.get("choice")
-    accepted = [letter for letter in LETTERS[: len(problem["options"])]
-                if score([completion], [{"answer": letter}])[0] >= 1.0]
-    answer = accepted[0] if accepted else None
-    return answer == problem["answer"], answer
-
-
-def math_equivalent(answer: str, representative: str) -> bool:
-    """Whether two extracted answers vote together: equal strings, or math-equivalent with the
-    group's first answer in the gold position (math_equal is not symmetric)."""
-    return answer == representative or rewards.math_equal(answer, representative)
-
-
-def same_string(answer: str, representative: str) -> bool:
-    return answer == representative
-
-
 @dataclasses.dataclass(frozen=True)
 class Benchmark:
-    """A benchmark's loader, judge, answer grouping for cons@k, and evaluation defaults.
+    """A benchmark's loader, the reward that judges it, and its evaluation defaults.
 
-    k: samples per problem (R1-v2 Supp. D.1: 64 for AIME and GPQA, 16 for MATH; r1jax's choice
-    where the paper has none). max_new_tokens: the paper's 32,768, lowered to fit the model's
+    reward: the reward whose full marks (>= 1) mean correct (`r1jax.rewards.judge`). k: samples
+    per problem (R1-v2 Supp. D.1: 64 for AIME and GPQA, 16 for MATH; r1jax's choice where the
+    paper has none). max_new_tokens: the paper's 32,768, lowered to fit the model's
     max_position at run time.
     """
 
-    judge: Judge
+    reward: str
     k: int
     parse: Callable[[list, str], list[dict]] | None = None  # rows, file name -> problems
     toy_task: str | None = None
-    equivalent: Callable[[str, str], bool] = math_equivalent
     columns: str = ""  # for the missing-file message
     max_new_tokens: int = 32_768
 
@@ -221,28 +186,24 @@ TOY_COLUMNS = ("make_split rows: id, task, level, question, answer "
                "(r1jax.data.tfds_builder.build writes toy_world/<task>)")
 
 BENCHMARKS = {
-    "math500": Benchmark(judge_math, 16, math_problems,
+    "math500": Benchmark("accuracy", 16, math_problems,
                          columns="JSONL/parquet with problem, answer (HuggingFaceH4/MATH-500)"),
-    "aime24": Benchmark(judge_math, 64, math_problems,
+    "aime24": Benchmark("accuracy", 64, math_problems,
                         columns="parquet/JSONL with ID, Problem, Answer (Maxwell-Jia/AIME_2024)"),
-    "aime25": Benchmark(judge_math, 64, math_problems,
+    "aime25": Benchmark("accuracy", 64, math_problems,
                         columns="JSONL/parquet with question (or problem), answer "
                                 "(opencompass/AIME2025)"),
-    "gsm8k": Benchmark(judge_math, 4, gsm8k_problems,
+    "gsm8k": Benchmark("accuracy", 4, gsm8k_problems,
                        columns="JSONL/parquet with question, answer ending '#### N' "
                                "(openai/gsm8k)"),
-    "gpqa_diamond": Benchmark(judge_choice, 64, gpqa_problems, equivalent=same_string,
+    "gpqa_diamond": Benchmark("choice", 64, gpqa_problems,
                               columns="CSV/parquet with Question, Correct Answer, Incorrect "
                                       "Answer 1-3 (Idavidrein/gpqa)"),
-    "countdown": Benchmark(functools.partial(judge_reward, "countdown"), 4, countdown_problems,
+    "countdown": Benchmark("countdown", 4, countdown_problems,
                            columns="parquet/JSONL with nums, target (Jiayi-Pan/Countdown-Tasks-"
                                    "3to4) or TinyZero's reward_model.ground_truth"),
-    "toy_arithmetic": Benchmark(functools.partial(judge_reward, "arithmetic"), 16,
-                                toy_task="arithmetic", columns=TOY_COLUMNS, max_new_tokens=256),
-    "toy_countdown": Benchmark(functools.partial(judge_reward, "countdown"), 16,
-                               toy_task="countdown", columns=TOY_COLUMNS, max_new_tokens=256),
-    "toy_sums": Benchmark(functools.partial(judge_reward, "arithmetic"), 16,
-                          toy_task="sums", columns=TOY_COLUMNS, max_new_tokens=256),
+    **{f"toy_{task}": Benchmark(tasks.REWARDS[task], 16, toy_task=task, columns=TOY_COLUMNS,
+                                max_new_tokens=256) for task in tasks.TASKS},
 }
 
 
@@ -267,16 +228,16 @@ def _files(name: str, data_dir, path) -> list[Path]:
                             f"{', '.join(map(str, candidates))}; expected {bench.columns}")
 
 
-def _plain(value):
+def plain(value):
     """A tfds example's value as JSON would give it: str for bytes, lists for arrays."""
     if isinstance(value, np.ndarray | np.generic):
         value = value.tolist()
     if isinstance(value, bytes):
         return value.decode()
     if isinstance(value, list):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain(v) for k, v in value.items()}
     return value
 
 
@@ -294,7 +255,7 @@ def _tfds_rows(name: str, dataset: str, split: str, data_dir) -> list[dict]:
     if not builder.is_prepared():
         raise FileNotFoundError(missing)
     source = builder.as_data_source(split=split)
-    return [{k: _plain(v) for k, v in row.items()}
+    return [{k: plain(v) for k, v in row.items()}
             for row in source.__getitems__(range(len(source)))]
 
 

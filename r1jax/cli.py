@@ -1,0 +1,57 @@
+"""What the command lines (``python -m r1jax.main``, ``python -m r1jax.evaluate``) share: absl
+flags parsed with every mistake reported as one sentence, ``--cpu_devices``, and experiment
+files read as ``--config=PATH[:ARG]`` reads them.
+
+`load_experiment` lives here rather than in main.py because experiment files call it (to build
+on experiments/common.py), and main.py runs as ``__main__``: importing it again from an
+experiment would define its flags twice.
+"""
+
+import importlib.util
+import os
+import sys
+
+from absl import flags
+
+CPU_DEVICES = flags.DEFINE_integer(
+    "cpu_devices", None, "split the host CPU into this many JAX devices, so that the mesh's "
+    "data axis spans that many cores (XLA:CPU runs one computation on one core). On a CPU-only "
+    "machine, its core count; batch sizes must divide by it. No effect on accelerators. "
+    "Unset: JAX's default (one CPU device).")
+
+
+def parse(prog: str, argv: list[str]) -> None:
+    """Parse ``argv`` (the arguments after the program's name) into absl's flags, each flag at its
+    default unless given, and apply ``--cpu_devices``; a mistake exits with one sentence naming
+    it (no traceback)."""
+    from r1jax.mesh import use_cpu_devices
+
+    flags.FLAGS.unparse_flags()
+    try:
+        rest = flags.FLAGS([prog, *argv])
+    except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
+        message = str(e).replace("\\n", " ").replace("\n", " ").strip("'\"")
+        sys.exit(f"{prog}: bad command line: {message}")
+    if len(rest) > 1:
+        sys.exit(f"{prog}: unexpected arguments {rest[1:]}")
+    if CPU_DEVICES.value is not None:
+        try:
+            use_cpu_devices(CPU_DEVICES.value)
+        except ValueError as e:
+            sys.exit(f"{prog}: {e}")
+
+
+def require(prog: str, **values) -> None:
+    """Exit naming the flags among ``values`` (name -> parsed value) that were not given."""
+    missing = [f"--{name}" for name, value in values.items() if value is None or value == ""]
+    if missing:
+        sys.exit(f"{prog}: {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} required")
+
+
+def load_experiment(path: str, arg: str = ""):
+    """``get_config(arg)`` of an experiment file, as ``--config=PATH[:ARG]`` gives it (for
+    notebooks, tests and experiments: ``load_experiment("experiments/aha_tiny.py", "smoke")``)."""
+    spec = importlib.util.spec_from_file_location(os.path.basename(path).removesuffix(".py"), path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg) if arg else module.get_config()

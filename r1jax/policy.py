@@ -1,0 +1,92 @@
+"""A policy from wherever it lives: an experiment's ``model`` section, an HF checkpoint
+directory, or an r1jax workdir. The one loader of the RL job, the toy world's base model and
+``python -m r1jax.evaluate``.
+
+    cfg, params = load_policy(config.model, mesh=mesh)        # HF hf_path, else named + init_seed
+    cfg, params = load_policy("runs/aha_tiny", mesh=mesh)     # the workdir's latest policy
+    cfg, params = load_policy("path/to/Qwen2.5-Math-1.5B")    # config.json + *.safetensors
+    tokenizer = load_tokenizer(tokenizer_source("runs/aha_tiny"))   # the one it was trained with
+"""
+
+import json
+import os
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+
+from r1jax import models
+from r1jax.checkpoint import Checkpointer
+from r1jax.mesh import make_mesh
+from r1jax.models.hf import config_from_hf
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    return json.loads(path.read_text())
+
+
+def model_config(model) -> models.ModelConfig:
+    """The ModelConfig a ``model`` section names: its HF checkpoint's config.json (``hf_path``),
+    else the named config (``name``), its vocabulary resized when ``vocab_size`` is set."""
+    if model.get("hf_path"):
+        path = Path(model["hf_path"]) / "config.json"
+        return config_from_hf(_read_json(path), str(path))
+    if model.get("name"):
+        return models.get_config(model["name"], **(
+            {"vocab_size": model["vocab_size"]} if model.get("vocab_size") else {}))
+    raise ValueError("the model section names no model (model.name or model.hf_path)")
+
+
+def _is_workdir(path: Path) -> bool:
+    return (path / "checkpoints").is_dir()
+
+
+def _is_hf_checkpoint(path: Path) -> bool:
+    return (path / "config.json").is_file() and any(path.glob("*.safetensors"))
+
+
+def load_policy(source, dtype=None, mesh=None):
+    """(cfg, params) of ``source``, params placed with their shardings on ``mesh`` (default: one
+    device). ``source`` is a ``model`` section (a mapping with name / vocab_size / hf_path /
+    dtype / init_seed: its HF checkpoint, else the named config randomly initialised from
+    init_seed), or a path: an r1jax workdir (the latest checkpoint's policy, of the model its
+    config.json names) or an HF checkpoint directory. ``dtype``: default the section's dtype, the
+    workdir config's, or float32."""
+    mesh = mesh or make_mesh(devices=jax.devices()[:1])
+    if not isinstance(source, (str, os.PathLike)):
+        dtype = jnp.dtype(dtype or source.get("dtype") or "float32")
+        if source.get("hf_path"):
+            return models.load_hf(source["hf_path"], dtype=dtype, mesh=mesh)
+        cfg = model_config(source)
+        params = models.init(cfg, jax.random.key(source.get("init_seed", 0)), dtype)
+        return cfg, models.shard_params(cfg, params, mesh)
+    path = Path(source)
+    if _is_workdir(path):
+        model = _read_json(path / "config.json").get("model") or {}
+        cfg = model_config(model)
+        dtype = jnp.dtype(dtype or model.get("dtype") or "float32")
+        abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                                models.abstract_params(cfg, dtype),
+                                models.param_shardings(cfg, mesh, dtype))
+        ckpt = Checkpointer(str(path))
+        try:
+            return cfg, ckpt.restore_params(abstract)
+        finally:
+            ckpt.close()
+    if _is_hf_checkpoint(path):
+        return models.load_hf(str(path), dtype=jnp.dtype(dtype or "float32"), mesh=mesh)
+    raise FileNotFoundError(f"{path} is neither an r1jax workdir (with checkpoints/) nor an HF "
+                            f"checkpoint directory (config.json and *.safetensors)")
+
+
+def tokenizer_source(path) -> Path:
+    """The tokenizer (a file or directory, for `tokenizers.load_tokenizer`) that goes with the
+    checkpoint at ``path``: an HF checkpoint's own; a workdir's config ``tokenizer``, else its
+    model's ``hf_path``, else the workdir itself (the toy world's tokenizer.model)."""
+    path = Path(path)
+    if not _is_workdir(path):
+        return path
+    config = _read_json(path / "config.json")
+    return Path(config.get("tokenizer") or (config.get("model") or {}).get("hf_path") or path)
