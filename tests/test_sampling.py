@@ -99,7 +99,14 @@ def test_stop_tokens_give_lengths_masks_and_padding(params):
         assert out.mask[row].tolist() == [True] * length + [False] * (N - length)
         assert (out.tokens[row, length:] == pad_id).all()
         assert (out.logprobs[row, length:] == 0).all()
+        assert bool(out.truncated[row]) == (not hits)  # N tokens and no stop among them
     assert out.lengths.min() < N, "some rows should have stopped early"
+    assert out.truncated.any() and not out.truncated.all()
+    # The prompts as the sampler saw them: left-padded to one bucket, the mask on real tokens.
+    width = out.prompts.shape[1]
+    for b, prompt in enumerate(PROMPTS):
+        assert out.prompts[b, width - len(prompt):].tolist() == list(prompt)
+        assert out.prompt_mask[b].tolist() == [False] * (width - len(prompt)) + [True] * len(prompt)
 
 
 def test_same_rng_same_output_and_another_rng_differs(params):

@@ -68,6 +68,14 @@ def test_hf_specials_vocab_and_token_to_id(hf_dir):
     assert tok.token_to_id("</answer>") == tok.vocab_size - 1
 
 
+def test_stop_token_ids_are_single_ids_and_name_a_string_that_is_not(hf_dir):
+    tok = tk.load_tokenizer(hf_dir)
+    answer_end = tok.token_to_id("</answer>")
+    assert tk.stop_token_ids(tok, ("</answer>",), extra_ids=(1, 7)) == (1, 7, answer_end)
+    with pytest.raises(ValueError, match="'not a token' is not a single token"):
+        tk.stop_token_ids(tok, ("</answer>", "not a token"))
+
+
 def test_hf_round_trip_and_specials(hf_dir):
     tok = tk.load_tokenizer(hf_dir / "tokenizer.json")
     for text in TEXTS:
