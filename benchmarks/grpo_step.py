@@ -82,7 +82,7 @@ def main():
             ro, t_reward = timed(lambda: collector.score(sampled))
             mb = jax.device_put({"prompts": ro.prompts, "prompt_mask": ro.prompt_mask,
                                  "tokens": ro.tokens, "mask": ro.mask}, models.batch_sharding(mesh))
-            _, t_ref = timed(lambda: rl.reference_logprobs(CFG, c.temperature, params, mb))
+            _, t_ref = timed(lambda: rl.reference_logprobs(CFG, settings, params, mb))
             state = {"params": jax.tree.map(lambda x: x.copy(), params), "ref_params": params,
                      "opt_state": jax.tree.map(lambda x: x.copy(), opt_state)}
             _, t_train = timed(lambda: rl.learn(c, CFG, settings, state, ro, jax.random.key(2),

@@ -20,6 +20,27 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 SCHEDULES = ("constant", "cosine")
+COMPUTE_DTYPES = ("auto", "float32", "bfloat16")
+
+
+def compute_dtype(name: str) -> str:
+    """The dtype of forward and backward passes: ``name``, or for "auto" float32 on CPU (bf16 is
+    no faster there) and bfloat16 on accelerators. Parameters and optimizer state stay float32
+    (the master copy): at the paper's learning rates 0.02 + 1e-6 == 0.02 in bfloat16, so updates
+    applied to bfloat16 parameters mostly vanish."""
+    if name not in COMPUTE_DTYPES:
+        raise ValueError(f"compute_dtype {name!r} is not one of {COMPUTE_DTYPES}")
+    if name == "auto":
+        return "float32" if jax.default_backend() == "cpu" else "bfloat16"
+    return name
+
+
+def cast_floating(tree, dtype: str):
+    """``tree`` with its floating arrays in ``dtype`` (those already in it untouched): the
+    compute copy of float32 master parameters. Gradients flow back through the cast in float32."""
+    dtype = jnp.dtype(dtype)
+    return jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating)
+                        and x.dtype != dtype else x, tree)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -33,6 +33,7 @@ def default_config() -> ml_collections.ConfigDict:
         prompts_per_step=8,  # B
         group_size=8,  # G
         max_new_tokens=128,
+        compute_dtype="auto",  # forward/backward dtype; params and optimizer state stay float32
         temperature=1.0,
         top_p=1.0,
         top_k=0,
@@ -64,6 +65,7 @@ class UpdateSettings:
     """What the jitted GRPO update depends on besides its arrays (a static argument)."""
 
     optimizer: optim.OptimizerSettings
+    compute_dtype: str  # "float32" or "bfloat16"; logits, log-probs and the loss are float32
     temperature: float
     aggregation: str
     clip_low: float
@@ -82,7 +84,8 @@ class UpdateSettings:
     @classmethod
     def from_config(cls, c) -> "UpdateSettings":
         total = int(c.steps) * int(c.num_minibatches) * int(c.epochs)
-        return cls(optim.OptimizerSettings.from_config(c, total), float(c.temperature),
+        return cls(optim.OptimizerSettings.from_config(c, total),
+                   optim.compute_dtype(c.compute_dtype), float(c.temperature),
                    c.aggregation, float(c.clip_low), float(c.clip_high), float(c.kl_coef),
                    int(c.max_new_tokens), bool(c.length_normalized))
 
@@ -104,6 +107,7 @@ def update(cfg, s: UpdateSettings, params, opt_state, minibatches):
     divided once (exact, see optim.py). A non-finite update is skipped (``skipped``).
     """
     def terms_fn(p, mb):
+        p = optim.cast_floating(p, s.compute_dtype)
         logprobs, entropy = completion_logprobs(cfg, p, mb, s.temperature)
         terms = grpo.policy_loss_terms(
             logprobs, mb["logprobs"], mb["ref_logprobs"] if s.kl_coef else None,
@@ -125,8 +129,9 @@ def update(cfg, s: UpdateSettings, params, opt_state, minibatches):
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
-def reference_logprobs(cfg, temperature, params, batch):
-    return completion_logprobs(cfg, params, batch, temperature)[0]
+def reference_logprobs(cfg, s: UpdateSettings, params, batch):
+    return completion_logprobs(cfg, optim.cast_floating(params, s.compute_dtype), batch,
+                               s.temperature)[0]
 
 
 def _put(mesh, tree, axis=0):
@@ -150,7 +155,7 @@ def learn(c, cfg, s: UpdateSettings, state: dict, ro: Rollout, rng, mesh):
     n_rows = len(ro.lengths)
     if s.kl_coef:  # in minibatch-sized chunks, to bound memory like the updates
         batch["ref_logprobs"] = np.concatenate([np.asarray(reference_logprobs(
-            cfg, s.temperature, state["ref_params"], _put(mesh, {k: v[rows] for k, v in
+            cfg, s, state["ref_params"], _put(mesh, {k: v[rows] for k, v in
                                                                  batch.items()})))
             for rows in np.split(np.arange(n_rows), c.num_minibatches)])
     else:

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from r1jax import metrics, sampling
+from r1jax import metrics, optim, sampling
 from r1jax.tokenizers import stop_token_ids
 
 _SUMMED = {"per_row": False}  # a field of counts over the whole rollout, not one value per row
@@ -93,6 +93,7 @@ class RolloutSettings:
     top_k: int
     stop_strings: tuple[str, ...]  # besides eos; each must be one token of the tokenizer
     dynamic_sampling_max_batches: int  # batches sampled at most to fill B informative groups
+    compute_dtype: str = "float32"  # of the sampler's forward passes (float32 logits always)
 
     def __post_init__(self):
         if self.group_size < 2:
@@ -106,7 +107,7 @@ class RolloutSettings:
     def from_config(cls, c) -> "RolloutSettings":
         return cls(int(c.group_size), int(c.prompts_per_step), int(c.max_new_tokens),
                    float(c.temperature), float(c.top_p), int(c.top_k), tuple(c.stop_strings),
-                   int(c.dynamic_sampling_max_batches))
+                   int(c.dynamic_sampling_max_batches), optim.compute_dtype(c.compute_dtype))
 
 
 class Sampled(NamedTuple):
@@ -130,7 +131,7 @@ class Collector:
                              f"prompts_per_step is {s.prompts_per_step}")
         prompts = [self.tokenizer.encode(ex["prompt"]) for ex in examples]
         return Sampled(examples, sampling.generate(
-            self.cfg, params, prompts, rng, num_samples=s.group_size,
+            self.cfg, optim.cast_floating(params, s.compute_dtype), prompts, rng, num_samples=s.group_size,
             max_new_tokens=s.max_new_tokens, temperature=s.temperature, top_p=s.top_p,
             top_k=s.top_k, stop_tokens=self.stop_tokens, pad_id=self.tokenizer.pad_id,
             mesh=self.mesh))

@@ -34,6 +34,7 @@ def default_config() -> ml_collections.ConfigDict:
         batch_size=32,
         seq_len=256,
         microbatches=1,  # gradient accumulation inside one update
+        compute_dtype="auto",  # forward/backward dtype; params and optimizer state stay float32
         lr=3e-3, warmup_steps=50, schedule="cosine", weight_decay=0.0, grad_clip=1.0,
         b1=0.9, b2=0.99,
         mask_prompt=True,  # SFT data: only completion tokens are targets
@@ -51,12 +52,17 @@ def nll_terms(cfg, params, batch) -> LossTerms:
     return LossTerms(-jnp.sum(logprobs_BT * mask), jnp.sum(mask), {})
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1), donate_argnums=(2, 3))
-def update(cfg, settings: optim.OptimizerSettings, params, opt_state, microbatches):
+@functools.partial(jax.jit, static_argnums=(0, 1, 2), donate_argnums=(3, 4))
+def update(cfg, settings: optim.OptimizerSettings, compute_dtype: str, params, opt_state,
+           microbatches):
     """One guarded update from (tokens [M, b, T+1], loss_mask [M, b, T]) microbatches: (params,
-    opt_state, metrics) with loss, grad_norm, tokens and skipped; params and opt_state donated."""
+    opt_state, metrics) with loss, grad_norm, tokens and skipped; params and opt_state donated.
+    The forward and backward passes run in ``compute_dtype`` on float32 master params."""
+    def terms_fn(p, batch):
+        return nll_terms(cfg, optim.cast_floating(p, compute_dtype), batch)
+
     params, opt_state, terms, out = optim.guarded_update(
-        functools.partial(nll_terms, cfg), settings.make(), params, opt_state, microbatches)
+        terms_fn, settings.make(), params, opt_state, microbatches)
     return params, opt_state, {**out, "tokens": terms.denom}
 
 
@@ -81,6 +87,7 @@ def train(config, workdir, cfg, params, batches, mesh) -> loop.RunResult:
     """Run (or resume) next-token training for ``config.steps`` updates (the loop's skeleton:
     checkpoints with the iterator state, resume, SIGTERM; see loop.py)."""
     settings = optim.OptimizerSettings.from_config(config, config.steps)
+    compute_dtype = optim.compute_dtype(config.compute_dtype)
     params = models.shard_params(cfg, params, mesh)
     # A copy: the update donates its inputs, and the caller's arrays must survive the run.
     state = {"params": jax.tree.map(jnp.copy, params),
@@ -90,8 +97,8 @@ def train(config, workdir, cfg, params, batches, mesh) -> loop.RunResult:
     def step_fn(state, step):
         t0 = time.perf_counter()
         microbatches = jax.device_put(_split_batch(next(batches), config), sharding)
-        params, opt_state, out = update(cfg, settings, state["params"], state["opt_state"],
-                                        microbatches)
+        params, opt_state, out = update(cfg, settings, compute_dtype, state["params"],
+                                        state["opt_state"], microbatches)
         out = {k: float(v) for k, v in jax.device_get(out).items()}
         dt = time.perf_counter() - t0
         out.update({"time/step_s": dt,

@@ -49,7 +49,8 @@ def one_update(c, tokens, mask, params=None):
     settings = optim.OptimizerSettings.from_config(c, c.steps)
     opt_state = settings.make().init(params)
     microbatches = optim.split_microbatches((tokens, mask), c.microbatches)
-    return sft.update(CFG, settings, params, opt_state, microbatches)
+    return sft.update(CFG, settings, optim.compute_dtype(c.compute_dtype), params, opt_state,
+                      microbatches)
 
 
 def test_loss_is_numpy_cross_entropy_and_accumulation_is_exact():
