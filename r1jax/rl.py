@@ -254,12 +254,16 @@ def write_samples(workdir, step: int, ro: Rollout, count: int) -> None:
 
 
 def job(config, workdir: str) -> None:
-    """R1-Zero from ``config.model`` on the toy world's problems; when the config has a
-    ``pretrain`` section, from the toy world's base model, pretrained first. A finished run ends
-    with the final evaluation, plots and results.md; a stopped one (SIGTERM) resumes when rerun."""
+    """R1-Zero from ``config.model`` on ``config.data``'s prompt sources, else the toy world's
+    problems; when the config has a ``pretrain`` section, from the toy world's base model,
+    pretrained first. A finished run ends with the final evaluation, plots and results.md; a
+    stopped one (SIGTERM) resumes when rerun."""
     from r1jax import evaluate, plots, policy, rewards, tokenizers, toy
+    from r1jax.data import prompts
     from r1jax.mesh import mesh_from_config
 
+    # First: a malformed source row fails here, before a model is loaded or compiled.
+    examples = prompts.prompt_batches_for(config, config.rl.prompts_per_step, config.rl.seed)
     mesh = mesh_from_config(config.mesh)
     cfg, params = policy.load_policy(config.model, mesh=mesh)
     source = config.tokenizer or config.model.hf_path
@@ -270,7 +274,6 @@ def job(config, workdir: str) -> None:
         if base is None:
             return  # SIGTERM during pretraining: checkpointed; a rerun resumes it
         cfg, params = base
-    examples = toy.prompt_batches(config.data, config.rl.prompts_per_step, config.rl.seed)
     hook = evaluate.hook_from_config(config, cfg, tokenizer, mesh) if config.rl.eval_every else None
     base_eval = hook(0, params) if hook else {}
     with rewards.RewardScorer(dict(config.rewards), config.reward_workers,

@@ -86,7 +86,9 @@ def read_records(path: Path) -> list[dict]:
     raise ValueError(f"{path}: unknown file type; expected one of {', '.join(SUFFIXES)}")
 
 
-def _field(row: dict, names: tuple[str, ...], where: str):
+def field(row: dict, names: tuple[str, ...], where: str):
+    """The value of the first of `names` that `row` has (published releases spell columns
+    differently); a ValueError naming `where` and the row's columns when it has none."""
     for name in names:
         if row.get(name) is not None:
             return row[name]
@@ -100,22 +102,26 @@ def math_problems(rows, where, question=("problem", "Problem", "question"),
     out = []
     for i, row in enumerate(rows):
         id_ = next((row[n] for n in ids if row.get(n) is not None), f"{Path(where).stem}/{i}")
-        out.append({"id": str(id_), "question": str(_field(row, question, where)).strip(),
-                    "answer": str(_field(row, answer, where)).strip()})
+        out.append({"id": str(id_), "question": str(field(row, question, where)).strip(),
+                    "answer": str(field(row, answer, where)).strip()})
     return out
+
+
+def gsm8k_answer(solution: str, where: str) -> str:
+    """The number after a GSM8K solution's last "####", without thousands separators."""
+    _, marker, final = solution.rpartition("####")
+    answer = final.strip().replace(",", "")
+    if not marker or not answer:
+        raise ValueError(f"{where}: the answer has no '#### <number>' line")
+    return answer
 
 
 def gsm8k_problems(rows, where) -> list[dict]:
     """GSM8K rows: the gold answer is the number after the solution's final "####"."""
-    out = []
-    for i, row in enumerate(rows):
-        solution = str(_field(row, ("answer",), where))
-        if "####" not in solution:
-            raise ValueError(f"{where}, row {i}: the answer has no '#### <number>' line")
-        out.append({"id": f"{Path(where).stem}/{i}",
-                    "question": str(_field(row, ("question",), where)).strip(),
-                    "answer": solution.rsplit("####", 1)[1].strip().replace(",", "")})
-    return out
+    return [{"id": f"{Path(where).stem}/{i}",
+             "question": str(field(row, ("question",), where)).strip(),
+             "answer": gsm8k_answer(str(field(row, ("answer",), where)), f"{where}, row {i}")}
+            for i, row in enumerate(rows)]
 
 
 def gpqa_problems(rows, where, seed: int = GPQA_SEED) -> list[dict]:
@@ -123,9 +129,9 @@ def gpqa_problems(rows, where, seed: int = GPQA_SEED) -> list[dict]:
     question's order does not depend on the other rows), in simple-evals' layout."""
     out = []
     for i, row in enumerate(rows):
-        question = str(_field(row, ("Question",), where)).strip()
-        correct = str(_field(row, ("Correct Answer",), where)).strip()
-        texts = [correct] + [str(_field(row, (f"Incorrect Answer {j}",), where)).strip()
+        question = str(field(row, ("Question",), where)).strip()
+        correct = str(field(row, ("Correct Answer",), where)).strip()
+        texts = [correct] + [str(field(row, (f"Incorrect Answer {j}",), where)).strip()
                              for j in (1, 2, 3)]
         order = list(range(len(texts)))  # order[i]: which text is shown as option i
         random.Random(f"gpqa/{seed}/{question}").shuffle(order)
@@ -143,8 +149,8 @@ def countdown_problems(rows, where) -> list[dict]:
     out = []
     for i, row in enumerate(rows):
         truth = (row.get("reward_model") or {}).get("ground_truth") or row
-        numbers = [int(n) for n in _field(truth, ("nums", "numbers"), where)]
-        target = int(_field(truth, ("target",), where))
+        numbers = [int(n) for n in field(truth, ("nums", "numbers"), where)]
+        target = int(field(truth, ("target",), where))
         out.append({"id": f"{Path(where).stem}/{i}", "numbers": numbers, "target": target,
                     "answer": "",
                     "question": f"Using the numbers {numbers}, create an equation that equals "
@@ -157,9 +163,9 @@ def toy_problems(task: str, levels, rows, where) -> list[dict]:
     toy_world/countdown source for toy_sums would otherwise be judged by the wrong reward)."""
     out = []
     for i, row in enumerate(rows):
-        if _field(row, ("task",), where) != task:
+        if field(row, ("task",), where) != task:
             raise ValueError(f"{where}, row {i}: a {row['task']!r} problem, not a {task!r} one")
-        if _field(row, ("level",), where) in levels:
+        if field(row, ("level",), where) in levels:
             out.append(row)
     return out
 
@@ -241,13 +247,15 @@ def plain(value):
     return value
 
 
-def _tfds_rows(name: str, dataset: str, split: str, data_dir) -> list[dict]:
-    """The rows of split `split` of tfds dataset `dataset` as plain dicts."""
+def tfds_rows(wanted: str, columns: str, dataset: str, split: str, data_dir) -> list[dict]:
+    """The rows of split `split` of tfds dataset `dataset` as plain dicts; a FileNotFoundError
+    naming what `wanted` them ("benchmark 'gsm8k'") and the `columns` it reads when the dataset
+    is not prepared in `data_dir`."""
     import tensorflow_datasets as tfds
 
-    missing = (f"no data for benchmark {name!r}: no prepared tfds dataset {dataset!r} in "
+    missing = (f"no data for {wanted}: no prepared tfds dataset {dataset!r} in "
                f"{data_dir or tfds.core.constants.DATA_DIR}; expected the columns of "
-               f"{BENCHMARKS[name].columns}, in array_record or parquet format")
+               f"{columns}, in array_record or parquet format")
     try:
         builder = tfds.builder(dataset, data_dir=None if data_dir is None else str(data_dir))
     except ValueError as e:  # tfds's DatasetNotFoundError, or a config it cannot construct
@@ -273,7 +281,8 @@ def load(name: str, data_dir=None, *, path=None, n: int = 0, seed: int = 0,
     if str(path).startswith(TFDS):
         dataset, _, split = str(path)[len(TFDS):].partition(":")
         split = split or "test"
-        problems = parse(_tfds_rows(name, dataset, split, data_dir), f"{TFDS}{dataset}:{split}")
+        problems = parse(tfds_rows(f"benchmark {name!r}", bench.columns, dataset, split,
+                                    data_dir), f"{TFDS}{dataset}:{split}")
     else:
         problems = []
         for file in _files(name, data_dir, path):

@@ -30,6 +30,7 @@ import numpy as np
 import sympy
 from math_verify import parse, verify
 
+from r1jax.answers import last_boxed as _last_boxed
 from r1jax.rewards.registry import register
 
 DEADLINE_S = 1.0  # per parse and per verify
@@ -71,28 +72,6 @@ def _time_limit(seconds: float):
                 break
             except _Deadline:
                 continue
-
-
-# A `\boxed{`, an escaped character (`\{`, `\}` and `\\` are text, not groups), or a brace.
-_BRACE_TOKENS = re.compile(r"\\boxed\s*\{|\\.|[{}]", re.DOTALL)
-
-
-def _last_boxed(text: str) -> str | None:
-    """Content of the last \\boxed{...} whose braces balance; one pass, linear in the text."""
-    stack = []  # per open brace: where the content of its \boxed starts, or -1 for a plain brace
-    last = None  # (start, end) of the complete \boxed that starts last
-    for m in _BRACE_TOKENS.finditer(text):
-        token = m.group()
-        if token == "}":
-            if stack:
-                start = stack.pop()
-                if start >= 0 and (last is None or start > last[0]):
-                    last = (start, m.start())
-        elif token == "{":
-            stack.append(-1)
-        elif token.startswith("\\boxed"):
-            stack.append(m.end())
-    return None if last is None else text[last[0] : last[1]]
 
 
 def extract_answer(text: str) -> str | None:

@@ -1,0 +1,247 @@
+"""RL prompt data: training problems from files or tfds datasets, in the layouts they are
+published in, as a checkpointable grain iterator of batches in a prompt template.
+
+    config.data.sources = [
+        {"path": "data/MATH/train", "format": "math", "reward": "accuracy"},
+        {"path": "tfds:gsm8k:train", "format": "gsm8k", "reward": "accuracy", "n": 2000},
+        {"path": "countdown.parquet", "format": "countdown", "reward": "countdown"},
+    ]
+    config.data.template = "r1_zero"     # or "r1_usage" / "auto": the tokenizer's chat template
+    batches = prompt_batches_for(config, batch_size=8, seed=0)  # what rl.job trains on
+    state = batches.get_state()          # the loop checkpoints it; set_state resumes exactly
+
+A source's "path" is a .jsonl, .parquet or .csv file, a directory whose files of those kinds are
+read in name order, or "tfds:NAME[:SPLIT]": split SPLIT ("train" when left out) of a prepared
+tfds dataset in the source's "data_dir" (tfds's default when left out), read as
+`r1jax.data.benchmarks` reads evaluation sets. "n" keeps the first n rows (all when 0). Formats:
+
+    math        MATH train (EleutherAI/hendrycks_math): problem, solution; the gold answer is the
+                solution's last \\boxed{...}, or the `answer` column when there is one
+    gsm8k       openai/gsm8k train: question, answer (a worked solution ending "#### 42")
+    deepscaler  agentica-org/DeepScaleR-Preview-Dataset: problem, answer
+    countdown   Jiayi-Pan/Countdown-Tasks-3to4: nums, target; or TinyZero's processed parquet,
+                reward_model.ground_truth = {numbers, target}
+    prompt      a plain {prompt, answer} JSONL, `prompt` being the question text
+
+Each example is {"id", "question", "answer", "reward", "prompt"} (+ "numbers", "target" for
+countdown). "reward" is its source's reward name, so a mix of sources can be scored per source;
+the reward pool (`r1jax.rewards.RewardScorer`) does not read it yet but scores every example with
+every configured term, so sources that need different rewards need the pool to honour it first.
+Each source's reward must be one of the configured terms (`config.rewards`).
+
+Every row is parsed when its source is loaded, so a malformed one (a missing column, a gold
+answer that does not parse) is a ValueError naming the file and line (the row, counted from 1,
+in parquet, csv and tfds sources) before the job loads or compiles a model.
+
+Nothing here imports `r1jax.rewards`: the data layer does not depend on the rewards, and the
+\\boxed{} parser both need is `r1jax.answers`'.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+from r1jax import templates
+from r1jax.answers import last_boxed
+from r1jax.data.benchmarks import (
+    SUFFIXES,
+    TFDS,
+    countdown_problems,
+    field,
+    gsm8k_answer,
+    read_records,
+    tfds_rows,
+)
+
+REQUIRED_KEYS = ("path", "format", "reward")
+OPTIONAL_KEYS = ("n", "data_dir")
+ID_COLUMNS = ("unique_id", "ID", "id")  # a row's own id, when it has one
+TFDS_SPLIT = "train"
+
+
+def _text(row: dict, names: tuple[str, ...], where: str) -> str:
+    """The stripped text of the first of `names` in `row`; an empty one is as unusable as a
+    missing one."""
+    text = str(field(row, names, where)).strip()
+    if not text:
+        raise ValueError(f"{where}: column {names[0]!r} is empty")
+    return text
+
+
+def math_example(row: dict, where: str) -> dict:
+    """A MATH row: its problem and, as gold, its `answer` column when it has one, else the last
+    \\boxed{} of its solution (an earlier box may hold an intermediate result)."""
+    given = row.get("answer")
+    answer = "" if given is None else str(given).strip()
+    if not answer:
+        answer = (last_boxed(_text(row, ("solution",), where)) or "").strip()
+        if not answer:
+            raise ValueError(f"{where}: the solution has no \\boxed{{...}} final answer")
+    return {"question": _text(row, ("problem", "Problem", "question"), where), "answer": answer}
+
+
+def gsm8k_example(row: dict, where: str) -> dict:
+    """A GSM8K row: the gold answer is the number after the solution's last "####", without
+    thousands separators."""
+    return {"question": _text(row, ("question",), where),
+            "answer": gsm8k_answer(_text(row, ("answer",), where), where)}
+
+
+def deepscaler_example(row: dict, where: str) -> dict:
+    """A DeepScaleR row: problem and final answer, as given."""
+    return {"question": _text(row, ("problem",), where), "answer": _text(row, ("answer",), where)}
+
+
+def countdown_example(row: dict, where: str) -> dict:
+    """A Countdown row through the countdown benchmark's parser, so training and evaluation ask
+    in the same words; the `countdown` reward reads its numbers and target."""
+    problem = countdown_problems([row], where)[0]
+    return {k: problem[k] for k in ("question", "answer", "numbers", "target")}
+
+
+def prompt_example(row: dict, where: str) -> dict:
+    """A plain {prompt, answer} row: the prompt is the question, templated like the others."""
+    return {"question": _text(row, ("prompt",), where), "answer": _text(row, ("answer",), where)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Format:
+    """A published layout: `parse(row, where)` gives an example's fields; `columns` (for the
+    error of a missing tfds dataset) says what it reads."""
+
+    parse: Callable[[dict, str], dict]
+    columns: str
+
+
+FORMATS = {
+    "math": Format(math_example, "problem, solution or answer (MATH train)"),
+    "gsm8k": Format(gsm8k_example, "question, answer ending '#### N' (openai/gsm8k)"),
+    "deepscaler": Format(deepscaler_example, "problem, answer (DeepScaleR-Preview-Dataset)"),
+    "countdown": Format(countdown_example, "nums, target (Jiayi-Pan/Countdown-Tasks-3to4) or "
+                                           "TinyZero's reward_model.ground_truth"),
+    "prompt": Format(prompt_example, "prompt, answer"),
+}
+
+
+def _files(path: Path) -> list[Path]:
+    """`path` itself, or a directory's .jsonl, .parquet and .csv files in name order."""
+    if path.is_file():
+        return [path]
+    files = sorted(p for p in path.iterdir() if p.suffix in SUFFIXES) if path.is_dir() else []
+    if not files:
+        raise FileNotFoundError(f"prompt source {path}: no such file, nor a directory holding "
+                                f"{', '.join(SUFFIXES)} files")
+    return files
+
+
+def _file_rows(file: Path) -> list[tuple[str, dict]]:
+    """(where, row) for each row of `file`: the file and the row's line in a .jsonl file
+    (read_records skips blank lines, so a row's index need not be its line), else its row."""
+    rows = read_records(file)
+    if file.suffix != ".jsonl":
+        return [(f"{file}, row {i}", row) for i, row in enumerate(rows, 1)]
+    lines = [n for n, text in enumerate(file.read_text().splitlines(), 1) if text.strip()]
+    return [(f"{file}, line {n}", row) for n, row in zip(lines, rows, strict=True)]
+
+
+def _source_rows(path: str, data_dir, columns: str) -> list[tuple[str, str, dict]]:
+    """(where, id, row) for each row of source `path`: where it is, for errors, and the id its
+    example gets when the row has none (as benchmarks name them: file stem / index)."""
+    if path.startswith(TFDS):
+        dataset, _, split = path[len(TFDS):].partition(":")
+        name = f"{TFDS}{dataset}:{split or TFDS_SPLIT}"
+        rows = tfds_rows(f"prompt source {path!r}", columns, dataset, split or TFDS_SPLIT,
+                         data_dir)
+        tables = [(name, [(f"{name}, row {i}", row) for i, row in enumerate(rows, 1)])]
+    else:
+        tables = [(str(file), _file_rows(file)) for file in _files(Path(path))]
+    return [(where, f"{Path(name).stem}/{i}", row)
+            for name, rows in tables for i, (where, row) in enumerate(rows)]
+
+
+def _example(parse: Callable, row, where: str, default_id: str, reward: str) -> dict:
+    """One row's example, recording its reward name. Errors raised below the format's own checks
+    (int("x") in a countdown row) name the row too."""
+    if not isinstance(row, dict):
+        raise ValueError(f"{where}: a {type(row).__name__}, not an object with columns")
+    try:
+        fields = parse(row, where)
+    except (AttributeError, TypeError, ValueError) as e:
+        if str(e).startswith(where):
+            raise
+        raise ValueError(f"{where}: {e}") from e
+    id_ = next((row[name] for name in ID_COLUMNS if row.get(name) is not None), default_id)
+    return {"id": str(id_), **fields, "reward": reward}
+
+
+def _checked(spec) -> dict:
+    """`spec` as a dict, with exactly the keys a source may have and a known format."""
+    spec = dict(spec)
+    missing = [k for k in REQUIRED_KEYS if not spec.get(k)]
+    unknown = sorted(set(spec) - set(REQUIRED_KEYS) - set(OPTIONAL_KEYS))
+    if missing or unknown:
+        raise ValueError(f"prompt source {spec}: needs {', '.join(REQUIRED_KEYS)} (may have "
+                         f"{', '.join(OPTIONAL_KEYS)}); missing {missing}, unknown {unknown}")
+    if spec["format"] not in FORMATS:
+        raise ValueError(f"prompt source {spec['path']!r}: unknown format {spec['format']!r}; "
+                         f"known: {', '.join(FORMATS)}")
+    return spec
+
+
+def load_source(spec) -> list[dict]:
+    """The examples of one source ({"path", "format", "reward"}, optionally "n" and "data_dir"),
+    every row parsed now so that a malformed one stops the job before training starts."""
+    spec = _checked(spec)
+    layout = FORMATS[spec["format"]]
+    rows = _source_rows(str(spec["path"]), spec.get("data_dir"), layout.columns)
+    rows = rows[:spec.get("n") or None]
+    if not rows:
+        raise ValueError(f"prompt source {spec['path']!r} holds no rows")
+    return [_example(layout.parse, row, where, id_, spec["reward"]) for where, id_, row in rows]
+
+
+def prompt_batches(data_config, batch_size: int, seed: int,
+                   to_prompt: Callable[[str], str] = templates.r1_zero_prompt):
+    """A checkpointable iterator (get_state/set_state) of shuffled, repeated batches of the
+    examples of `data_config.sources`, each with its question in the template `to_prompt`."""
+    from r1jax.data import pipeline
+
+    examples = [{**example, "prompt": to_prompt(example["question"])}
+                for spec in data_config.sources for example in load_source(spec)]
+    return iter(pipeline.prompt_dataset(examples, batch_size, seed))
+
+
+def prompt_template(template: str, tokenizer_dir) -> Callable[[str], str]:
+    """question -> prompt in `template` ("r1_zero", "r1_usage" or "auto", as
+    `templates.prompt_function`); without a tokenizer directory (the toy world's tokenizer) there
+    is no chat template, so "auto" is r1_zero."""
+    if not tokenizer_dir and template in ("r1_zero", "auto"):
+        return templates.r1_zero_prompt
+    if not tokenizer_dir:
+        raise ValueError(f"template {template!r} needs a checkpoint's chat template: set "
+                         f"config.tokenizer or config.model.hf_path")
+    return templates.prompt_function(template, tokenizer_dir)[1]
+
+
+def _check_rewards(sources, configured) -> None:
+    """Each source's reward must be a configured reward term, so that a misspelt name stops the
+    job now rather than going unnoticed until the pool scores by source."""
+    for spec in map(_checked, sources):
+        if spec["reward"] not in configured:
+            raise ValueError(f"prompt source {spec['path']!r}: reward {spec['reward']!r} is not "
+                             f"in config.rewards ({', '.join(configured)})")
+
+
+def prompt_batches_for(config, batch_size: int, seed: int):
+    """The RL job's prompt batches: from `config.data.sources` in `config.data.template`
+    ("r1_zero" when unset) when the config lists sources, else the toy world's problems."""
+    if not config.data.get("sources"):
+        from r1jax import toy
+
+        return toy.prompt_batches(config.data, batch_size, seed)
+    _check_rewards(config.data.sources, config.rewards)
+    to_prompt = prompt_template(config.data.get("template", "r1_zero"),
+                                config.tokenizer or config.model.hf_path)
+    return prompt_batches(config.data, batch_size, seed, to_prompt)
