@@ -13,6 +13,13 @@ import sys
 
 from absl import flags
 
+# Flags more than one command takes, defined once: absl's FLAGS is global to the process, where a
+# name can be defined only once, and the tests import every command's module together.
+WORKDIR = flags.DEFINE_string("workdir", None, "an r1jax run's directory (checkpoints, metrics, "
+                              "plots, config.json)")
+OUT = flags.DEFINE_string("out", None, "where the command writes its result")
+DTYPE = flags.DEFINE_string("dtype", "", "parameter dtype, float32 or bfloat16 (default: the "
+                            "command's own, see its --help)")
 CPU_DEVICES = flags.DEFINE_integer(
     "cpu_devices", None, "split the host CPU into this many JAX devices, so that the mesh's "
     "data axis spans that many cores (XLA:CPU runs one computation on one core). On a CPU-only "

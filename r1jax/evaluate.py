@@ -6,13 +6,15 @@ pass@1 (mean correctness over the k samples), cons@k (majority vote) and unbiase
     print(markdown_table(summary))
 
     python -m r1jax.evaluate --checkpoint=DIR --benchmark=aime24 [--k=64] [--max_new_tokens=N] \
-        --data_dir=DATA --out=aime24.json
+        --data_dir=DATA --out=aime24.json [--extraction=strict]
 
+--out names the summary JSON; the per-problem records go beside it (<out stem>.problems.jsonl).
 DIR is an r1jax workdir (its latest checkpoint, config.json and tokenizer) or an HF checkpoint
 directory (config.json, *.safetensors, tokenizer.json), loaded by `r1jax.policy`. Benchmarks and
 their files are in `r1jax.data.benchmarks`; each is judged by a reward (`r1jax.rewards.judge`),
-the same verifier RL trains with. The training loop evaluates through the same `run`
-(`hook_from_config`).
+the same verifier RL trains with, except that maths answers are found as public evaluators find
+them (math-verify's extraction; `extraction="strict"`: the RL reward's rule). The training loop
+evaluates through the same `run` (`hook_from_config`).
 
 cons@k groups the extracted answers of a problem by equivalence (`math_equal`, so "1/2", "0.5" and
 "\\frac{1}{2}" vote together), not by string; samples without an answer do not vote. Each answer
@@ -38,6 +40,8 @@ from absl import flags
 from r1jax import cli, metrics, rewards, sampling, templates, tokenizers
 from r1jax.data.benchmarks import BENCHMARKS
 from r1jax.mesh import data_parallel_size
+
+DEFAULT_EXTRACTION = "math_verify"  # credit answers as public evaluators do (`rewards.judge`)
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -104,16 +108,18 @@ def summarize(records, k: int, pass_ks=()) -> dict:
 
 def run(cfg, params, tokenizer, problems, *, k: int, max_new_tokens: int, reward: str, rng,
         temperature: float = 0.6, top_p: float = 0.95, prompts_per_batch: int = 8,
-        stop_tokens=None, pass_ks=(), mesh=None):
+        stop_tokens=None, pass_ks=(), mesh=None, extraction: str = DEFAULT_EXTRACTION):
     """Sample k completions for each problem (a dict with the templated "prompt" and the fields
-    reward ``reward`` reads), judge them by that reward (`rewards.judge`); (summary, records).
+    reward ``reward`` reads), judge them by that reward with maths answers found by
+    ``extraction`` (`rewards.judge`); (summary, records).
 
     `prompts_per_batch` problems go to the sampler in one call, all k samples of each in the same
     call; the last batch is padded with copies of its first problem (their samples are dropped)
     so every call has the same shape. The batch starting at problem b is sampled with
-    fold_in(rng, b) while the host judges the batch before it. `max_new_tokens` is lowered to fit the model's max_position after the
-    longest prompt; the summary holds the value used. With a mesh, params should be placed on it
-    and the batch is rounded up to a multiple of its data-parallel size.
+    fold_in(rng, b) while the host judges the batch before it. `max_new_tokens` is lowered to fit
+    the model's max_position after the longest prompt; the summary holds the value used. With a
+    mesh, params should be placed on it and the batch is rounded up to a multiple of its
+    data-parallel size.
     """
     if not problems or k < 1:
         raise ValueError(f"run needs problems and k >= 1, got {len(problems)} problems, k={k}")
@@ -124,7 +130,8 @@ def run(cfg, params, tokenizer, problems, *, k: int, max_new_tokens: int, reward
         raise ValueError(f"the longest prompt ({max(map(len, prompts))} tokens) leaves no room "
                          f"to generate within max_position {cfg.max_position}")
     stop_tokens = tuple(stop_tokens or (tokenizer.eos_id,))
-    judge, equivalent = functools.partial(rewards.judge, reward), rewards.equivalence(reward)
+    judge = functools.partial(rewards.judge, reward, extraction=extraction)
+    equivalent = rewards.equivalence(reward)
     size = min(prompts_per_batch, len(problems))
     if mesh is not None:
         data = data_parallel_size(mesh)
@@ -188,10 +195,12 @@ def held_out_problems(config) -> list[dict]:
 
 def hook_from_config(config, cfg, tokenizer, mesh):
     """The in-loop evaluation of an experiment: `training_hook` on ``held_out_problems`` (k,
-    max_new_tokens from ``config.eval``) at the paper's T 0.6 / top-p 0.95."""
+    max_new_tokens, extraction (default `run`'s) from ``config.eval``) at the paper's T 0.6 /
+    top-p 0.95."""
     return training_hook(cfg, tokenizer, held_out_problems(config),
                          BENCHMARKS[config.eval.benchmark].reward, k=config.eval.k,
-                         max_new_tokens=config.eval.max_new_tokens, mesh=mesh)
+                         max_new_tokens=config.eval.max_new_tokens, mesh=mesh,
+                         extraction=config.eval.get("extraction", DEFAULT_EXTRACTION))
 
 
 def markdown_table(summary: dict) -> str:
@@ -206,8 +215,6 @@ def markdown_table(summary: dict) -> str:
 
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "r1jax workdir or HF checkpoint directory")
 _BENCHMARK = flags.DEFINE_enum("benchmark", None, sorted(BENCHMARKS), "the benchmark")
-_OUT = flags.DEFINE_string("out", None, "summary JSON; records go beside it "
-                                        "(<out stem>.problems.jsonl)")
 _K = flags.DEFINE_integer("k", 0, "samples per problem (0: the paper's value)")
 _MAX_NEW_TOKENS = flags.DEFINE_integer(
     "max_new_tokens", 0, "0: 32768 (256 for toy benchmarks), lowered to the model's max_position")
@@ -227,8 +234,9 @@ _TOP_P = flags.DEFINE_float("top_p", 0.95, "nucleus sampling mass")
 _SAMPLES_PER_BATCH = flags.DEFINE_integer(
     "samples_per_batch", 64, "sampler rows per call; prompts per call = max(1, this // k)")
 _PASS_K = flags.DEFINE_list("pass_k", [], "extra pass@j to report, e.g. 1,8")
-_DTYPE = flags.DEFINE_string("dtype", "", "default: float32 on CPU, else bfloat16")
 _SEED = flags.DEFINE_integer("seed", 0, "sampling (and generated toy problems') seed")
+_EXTRACTION = flags.DEFINE_enum("extraction", DEFAULT_EXTRACTION, rewards.judging.EXTRACTIONS,
+                                "maths answers: math-verify's (as public evaluators) or strict")
 
 
 def stop_tokens(tokenizer, tokenizer_dir: Path, template: str) -> tuple[int, ...]:
@@ -248,7 +256,7 @@ def main(argv: list[str]) -> dict:
 
     cli.parse("r1jax.evaluate", argv)
     cli.require("r1jax.evaluate", checkpoint=_CHECKPOINT.value, benchmark=_BENCHMARK.value,
-                out=_OUT.value)
+                out=cli.OUT.value)
     bench = BENCHMARKS[_BENCHMARK.value]
     k = _K.value or bench.k
     try:
@@ -256,7 +264,7 @@ def main(argv: list[str]) -> dict:
                                    n=_N_PROBLEMS.value, seed=_SEED.value,
                                    levels=[int(x) for x in _LEVELS.value])
         mesh = make_mesh()
-        dtype = _DTYPE.value or ("float32" if jax.default_backend() == "cpu" else "bfloat16")
+        dtype = cli.DTYPE.value or ("float32" if jax.default_backend() == "cpu" else "bfloat16")
         cfg, params = policy.load_policy(_CHECKPOINT.value, dtype, mesh)
         source = policy.tokenizer_source(_CHECKPOINT.value)
         tokenizer = tokenizers.load_tokenizer(source)
@@ -271,11 +279,11 @@ def main(argv: list[str]) -> dict:
         max_new_tokens=_MAX_NEW_TOKENS.value or bench.max_new_tokens, reward=bench.reward,
         rng=jax.random.key(_SEED.value), temperature=_TEMPERATURE.value, top_p=_TOP_P.value,
         prompts_per_batch=max(1, _SAMPLES_PER_BATCH.value // k), stop_tokens=stop,
-        pass_ks=[int(j) for j in _PASS_K.value], mesh=mesh)
+        pass_ks=[int(j) for j in _PASS_K.value], mesh=mesh, extraction=_EXTRACTION.value)
     summary = {"benchmark": _BENCHMARK.value, "checkpoint": str(_CHECKPOINT.value),
-               "template": template, **summary}
+               "template": template, "extraction": _EXTRACTION.value, **summary}
     print(markdown_table(summary))
-    out = Path(_OUT.value)
+    out = Path(cli.OUT.value)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=2) + "\n")
     with out.with_suffix(".problems.jsonl").open("w") as f:

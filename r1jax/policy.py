@@ -4,6 +4,7 @@ directory, or an r1jax workdir. The one loader of the RL job, the toy world's ba
 
     cfg, params = load_policy(config.model, mesh=mesh)        # HF hf_path, else named + init_seed
     cfg, params = load_policy("runs/aha_tiny", mesh=mesh)     # the workdir's latest policy
+    cfg, params = load_policy("runs/aha_tiny", step=100)      # its policy at step 100
     cfg, params = load_policy("path/to/Qwen2.5-Math-1.5B")    # config.json + *.safetensors
     tokenizer = load_tokenizer(tokenizer_source("runs/aha_tiny"))   # the one it was trained with
 """
@@ -47,23 +48,40 @@ def _is_hf_checkpoint(path: Path) -> bool:
     return (path / "config.json").is_file() and any(path.glob("*.safetensors"))
 
 
-def load_policy(source, dtype=None, mesh=None):
+def checkpoint_steps(workdir) -> list[int]:
+    """The steps of r1jax workdir ``workdir``'s complete checkpoints, in order. orbax writes a
+    checkpoint under a temporary name and renames it to its step once complete, so the
+    directories named by a number are the complete ones."""
+    path = Path(workdir) / "checkpoints"
+    if not path.is_dir():
+        raise FileNotFoundError(f"{workdir} is not an r1jax workdir (it has no checkpoints/)")
+    return sorted(int(p.name) for p in path.iterdir() if p.name.isdigit())
+
+
+def load_policy(source, dtype=None, mesh=None, step=None):
     """(cfg, params) of ``source``, params placed with their shardings on ``mesh`` (default: one
     device). ``source`` is a ``model`` section (a mapping with name / vocab_size / hf_path /
     dtype / init_seed: its HF checkpoint, else the named config randomly initialised from
-    init_seed), or a path: an r1jax workdir (the latest checkpoint's policy, of the model its
-    config.json names) or an HF checkpoint directory. ``dtype``: default the section's dtype, the
-    workdir config's, or float32."""
+    init_seed), or a path: an r1jax workdir (checkpoint ``step``'s policy, default the latest, of
+    the model its config.json names) or an HF checkpoint directory. ``dtype``: default the
+    section's dtype, the workdir config's, or float32. ``step`` is an error for the others: they
+    hold one policy, and ignoring it would load a different one than asked."""
     mesh = mesh or make_mesh(devices=jax.devices()[:1])
-    if not isinstance(source, (str, os.PathLike)):
+    path = Path(source) if isinstance(source, (str, os.PathLike)) else None
+    if step is not None and (path is None or not _is_workdir(path)):
+        raise ValueError(f"step={step} picks one of an r1jax workdir's checkpoints, and "
+                         f"{path or 'a model section'} is not a workdir")
+    if path is None:
         dtype = jnp.dtype(dtype or source.get("dtype") or "float32")
         if source.get("hf_path"):
             return models.load_hf(source["hf_path"], dtype=dtype, mesh=mesh)
         cfg = model_config(source)
         params = models.init(cfg, jax.random.key(source.get("init_seed", 0)), dtype)
         return cfg, models.shard_params(cfg, params, mesh)
-    path = Path(source)
     if _is_workdir(path):
+        if step is not None and step not in (steps := checkpoint_steps(path)):
+            raise FileNotFoundError(f"{path} has no checkpoint at step {step}; its steps are "
+                                    f"{', '.join(map(str, steps)) or 'none'}")
         model = _read_json(path / "config.json").get("model") or {}
         cfg = model_config(model)
         dtype = jnp.dtype(dtype or model.get("dtype") or "float32")
@@ -72,7 +90,7 @@ def load_policy(source, dtype=None, mesh=None):
                                 models.param_shardings(cfg, mesh, dtype))
         ckpt = Checkpointer(str(path))
         try:
-            return cfg, ckpt.restore_params(abstract)
+            return cfg, ckpt.restore_params(abstract, step)
         finally:
             ckpt.close()
     if _is_hf_checkpoint(path):

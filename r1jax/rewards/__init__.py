@@ -1,6 +1,7 @@
 """Rewards: math accuracy, format, language consistency, task rewards, a code sandbox; the
 registry, the weighted sum, the process pool that scores a batch with timeouts, and the judge
-that evaluation uses (`judge`: correct or not, and the answer, by the same rewards).
+that evaluation uses (`judge`: correct or not, and the answer, by the same rewards) with its
+lenient answer extraction (`math_verify_answer`).
 
 Built-in rewards by name (each reads the example fields its docstring names):
 `accuracy` (example["answer"]), `format`, `language` (example["lang"]), `countdown`
@@ -9,6 +10,7 @@ Built-in rewards by name (each reads the example fields its docstring names):
 """
 
 from r1jax.rewards import tasks  # noqa: F401  (registers countdown, arithmetic, choice)
+from r1jax.rewards.extraction import math_verify_answer
 from r1jax.rewards.format import format_reward
 from r1jax.rewards.judging import equivalence, judge, math_equivalent
 from r1jax.rewards.language import language_consistency, register_language
@@ -28,6 +30,7 @@ __all__ = [
     "language_consistency",
     "math_equal",
     "math_equivalent",
+    "math_verify_answer",
     "register",
     "register_language",
     "run_code",

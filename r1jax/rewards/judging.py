@@ -4,20 +4,38 @@ A benchmark names the reward whose full marks (>= 1) mean correct: `accuracy` fo
 extracted final answer, math-equivalent to the gold one), a task reward (`countdown`,
 `arithmetic`), or `choice` for multiple choice. Evaluation and RL therefore score answers with
 the same verifier.
+
+Maths answers are found one of two ways (`extraction`): "strict", the RL reward's own rule (a
+\\boxed{} or an <answer> block; `judge`'s default), or "math_verify", math-verify's lenient
+extraction as public evaluators run it ("The final answer is 34", a bare expression;
+`math_verify_answer`), compared with the gold answer by the same `math_equal`; `r1jax.evaluate`
+uses "math_verify" unless told otherwise. Strict extraction scores a base model that does not
+box its answers well below what public evaluation reports, and so overstates what RL adds.
+`choice` and the task rewards judge by their own rules either way.
 """
 
 import string
 
+from r1jax.rewards.extraction import math_verify_answer
 from r1jax.rewards.math import extract_answer, math_equal
 from r1jax.rewards.registry import get
 
 LETTERS = string.ascii_uppercase
+EXTRACTIONS = ("math_verify", "strict")
 
 
-def judge(reward: str, completion: str, problem: dict) -> tuple[bool, str | None]:
+def judge(reward: str, completion: str, problem: dict,
+          extraction: str = "strict") -> tuple[bool, str | None]:
     """(correct, answer): whether reward ``reward`` gives the completion full marks, and its
     answer: for ``choice`` the option letter the reward accepts (None if no option's), else the
-    extracted final answer."""
+    extracted final answer. For ``accuracy`` with ``extraction`` "math_verify": the answer
+    math-verify finds (its normalised LaTeX: "0.5" reads \\frac{1}{2}), correct when
+    math-equivalent to problem["answer"]."""
+    if extraction not in EXTRACTIONS:
+        raise ValueError(f"extraction must be one of {EXTRACTIONS}, got {extraction!r}")
+    if reward == "accuracy" and extraction == "math_verify":
+        answer = math_verify_answer(completion)
+        return answer is not None and math_equal(answer, problem.get("answer")), answer
     score = get(reward)
     if reward == "choice":
         options = LETTERS[:len(problem["options"])]

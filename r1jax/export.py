@@ -1,0 +1,119 @@
+"""A run's policy as an HF checkpoint, to serve or evaluate with other tools (transformers, vLLM,
+lighteval): safetensors and config.json (`r1jax.models.save_hf`) plus the tokenizer files the run
+was trained with.
+
+    out = export("runs/aha_tiny", "runs/aha_tiny.hf", step=200, dtype="bfloat16")
+
+    python -m r1jax.export --workdir=DIR [--step=N] --out=DIR [--dtype=float32|bfloat16]
+
+The policy is read by `r1jax.policy.load_policy` (never the reference or the optimizer state)
+into host memory, so exporting needs no accelerator and a model larger than one accelerator
+exports on any machine with the RAM. The checkpoint is written to ``<out>.partial`` and renamed
+to ``<out>`` once complete: a killed export leaves no ``<out>`` that looks finished (and the next
+export clears its ``.partial``). An ``<out>`` that exists and is not empty is refused.
+
+--workdir, --out and --dtype are the flags every r1jax command shares (`r1jax.cli`); an unset
+--dtype keeps the run's (its config's model.dtype, else float32).
+"""
+
+import shutil
+import sys
+from pathlib import Path
+
+import jax
+from absl import flags
+
+from r1jax import cli, models, policy
+from r1jax.mesh import make_mesh
+
+DTYPES = ("float32", "bfloat16")
+# The tokenizer files of an HF checkpoint that r1jax and transformers read; whichever exist
+# beside the run's tokenizer are exported.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                   "generation_config.json", "chat_template.jinja", "vocab.json", "merges.txt",
+                   "tokenizer.model")
+_TOKENIZERS = {"tokenizer.json", "tokenizer.model"}
+
+
+def tokenizer_files(source) -> dict[str, Path]:
+    """Name in the export -> file, for the tokenizer ``source`` (`policy.tokenizer_source`): the
+    `TOKENIZER_FILES` in its directory. A tokenizer under another name (a run's config may name
+    any tokenizer.json or SentencePiece .model file; `tokenizers.load_tokenizer` takes a lone
+    *.model in a directory) is exported under the name HF loaders look for, without the other
+    kind's file, which the loaders would prefer."""
+    source = Path(source)
+    directory = source if source.is_dir() else source.parent
+    files = {name: directory / name for name in TOKENIZER_FILES if (directory / name).is_file()}
+    lone_models = sorted(directory.glob("*.model")) if source.is_dir() else []
+    if source.is_dir() and not _TOKENIZERS & files.keys() and len(lone_models) == 1:
+        source = lone_models[0]
+    if source.is_file():
+        files = {name: file for name, file in files.items() if name not in _TOKENIZERS}
+        files["tokenizer.json" if source.suffix == ".json" else "tokenizer.model"] = source
+    if not _TOKENIZERS & files.keys():
+        raise FileNotFoundError(f"the run's tokenizer {source} is not a tokenizer.json, a "
+                                f"SentencePiece .model, or a directory holding one")
+    return files
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(f"{out} exists and is not empty; export writes a new directory and "
+                              f"never overwrites one")
+
+
+def _host_mesh():
+    """One CPU device, where the params go from the checkpoint to the files without taking an
+    accelerator's memory; the first device where JAX_PLATFORMS leaves the CPU backend out."""
+    try:
+        devices = jax.devices("cpu")
+    except RuntimeError:
+        devices = jax.devices()
+    return make_mesh(devices=devices[:1])
+
+
+def export(workdir, out_dir, step: int | None = None, dtype: str | None = None) -> Path:
+    """Write the policy of checkpoint ``step`` (default: the latest) of r1jax workdir ``workdir``
+    as an HF checkpoint in ``out_dir`` with the run's tokenizer files; the path written.
+    ``dtype``: "float32" or "bfloat16" (default: the run's). Everything that can be checked is
+    checked before the checkpoint is read: out_dir, the step (an error naming those that exist),
+    the tokenizer."""
+    workdir, out = Path(workdir), Path(out_dir).absolute()
+    _check_out(out)
+    if dtype not in (None, *DTYPES):
+        raise ValueError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+    steps = policy.checkpoint_steps(workdir)
+    if not steps:
+        raise FileNotFoundError(f"{workdir} holds no complete checkpoint")
+    step = steps[-1] if step is None else step
+    files = tokenizer_files(policy.tokenizer_source(workdir))
+    cfg, params = policy.load_policy(workdir, dtype, _host_mesh(), step=step)
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)  # a killed export's, by its name
+    models.save_hf(cfg, params, str(partial))
+    for name, file in files.items():
+        shutil.copyfile(file, partial / name)
+    if out.exists():
+        out.rmdir()  # empty, as checked
+    partial.rename(out)
+    print(f"exported step {step} of {workdir} ({params['embed']['embedding'].dtype}) to {out}")
+    return out
+
+
+# --- Command line ------------------------------------------------------------------------------
+
+_STEP = flags.DEFINE_integer("step", None, "the checkpoint step to export (default: the latest)")
+
+
+def main(argv: list[str]) -> Path:
+    cli.parse("r1jax.export", argv)
+    workdir, out = cli.WORKDIR.value, cli.OUT.value
+    cli.require("r1jax.export", workdir=workdir, out=out)
+    try:
+        return export(workdir, out, _STEP.value, cli.DTYPE.value or None)
+    except (OSError, ValueError) as e:
+        sys.exit(f"r1jax.export: {e}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
