@@ -34,6 +34,7 @@ def default_config() -> ml_collections.ConfigDict:
         group_size=8,  # G
         max_new_tokens=128,
         compute_dtype="auto",  # forward/backward dtype; params and optimizer state stay float32
+        logprob_chunk=0,  # > 0: log-probs over this many positions at a time, never [B, T, V]
         temperature=1.0,
         top_p=1.0,
         top_k=0,
@@ -66,6 +67,7 @@ class UpdateSettings:
 
     optimizer: optim.OptimizerSettings
     compute_dtype: str  # "float32" or "bfloat16"; logits, log-probs and the loss are float32
+    logprob_chunk: int  # 0: dense [B, T, V] logits; else positions per chunk (models.token_logprobs)
     temperature: float
     aggregation: str
     clip_low: float
@@ -77,24 +79,26 @@ class UpdateSettings:
     def __post_init__(self):
         if self.aggregation not in grpo.AGGREGATIONS:
             raise ValueError(f"aggregation {self.aggregation!r} is not one of {grpo.AGGREGATIONS}")
-        if not self.temperature > 0 or self.clip_low < 0 or self.clip_high < 0 or self.kl_coef < 0:
+        if (not self.temperature > 0 or min(self.clip_low, self.clip_high, self.kl_coef) < 0
+                or self.logprob_chunk < 0):
             raise ValueError(f"the update needs temperature > 0 and non-negative clip_low, "
-                             f"clip_high and kl_coef, got {self}")
+                             f"clip_high, kl_coef and logprob_chunk, got {self}")
 
     @classmethod
     def from_config(cls, c) -> "UpdateSettings":
         total = int(c.steps) * int(c.num_minibatches) * int(c.epochs)
         return cls(optim.OptimizerSettings.from_config(c, total),
-                   optim.compute_dtype(c.compute_dtype), float(c.temperature),
+                   optim.compute_dtype(c.compute_dtype), int(c.logprob_chunk),
+                   float(c.temperature),
                    c.aggregation, float(c.clip_low), float(c.clip_high), float(c.kl_coef),
                    int(c.max_new_tokens), bool(c.length_normalized))
 
 
-def completion_logprobs(cfg, params, batch, temperature):
+def completion_logprobs(cfg, params, batch, temperature, chunk: int = 0):
     """(logprobs, entropy) [n, N] of the completion tokens under the policy ``params``."""
     tokens = jnp.concatenate([batch["prompts"], batch["tokens"]], axis=1)
     attention = jnp.concatenate([batch["prompt_mask"], jnp.ones_like(batch["mask"])], axis=1)
-    logprobs, entropy = models.token_logprobs(cfg, params, tokens, attention, temperature)
+    logprobs, entropy = models.token_logprobs(cfg, params, tokens, attention, temperature, chunk)
     start = batch["prompts"].shape[1] - 1
     return logprobs[:, start:], entropy[:, start:]
 
@@ -108,7 +112,7 @@ def update(cfg, s: UpdateSettings, params, opt_state, minibatches):
     """
     def terms_fn(p, mb):
         p = optim.cast_floating(p, s.compute_dtype)
-        logprobs, entropy = completion_logprobs(cfg, p, mb, s.temperature)
+        logprobs, entropy = completion_logprobs(cfg, p, mb, s.temperature, s.logprob_chunk)
         terms = grpo.policy_loss_terms(
             logprobs, mb["logprobs"], mb["ref_logprobs"] if s.kl_coef else None,
             mb["advantages"], mb["loss_mask"], aggregation=s.aggregation, clip_low=s.clip_low,
@@ -131,7 +135,7 @@ def update(cfg, s: UpdateSettings, params, opt_state, minibatches):
 @functools.partial(jax.jit, static_argnums=(0, 1))
 def reference_logprobs(cfg, s: UpdateSettings, params, batch):
     return completion_logprobs(cfg, optim.cast_floating(params, s.compute_dtype), batch,
-                               s.temperature)[0]
+                               s.temperature, s.logprob_chunk)[0]
 
 
 def _put(mesh, tree, axis=0):

@@ -14,6 +14,7 @@ and has ``get_state``/``set_state`` (a grain DatasetIterator) so a resumed run s
 an uninterrupted one would.
 """
 
+import dataclasses
 import functools
 import time
 
@@ -35,6 +36,7 @@ def default_config() -> ml_collections.ConfigDict:
         seq_len=256,
         microbatches=1,  # gradient accumulation inside one update
         compute_dtype="auto",  # forward/backward dtype; params and optimizer state stay float32
+        logprob_chunk=0,  # > 0: log-probs over this many positions at a time, never [B, T, V]
         lr=3e-3, warmup_steps=50, schedule="cosine", weight_decay=0.0, grad_clip=1.0,
         b1=0.9, b2=0.99,
         mask_prompt=True,  # SFT data: only completion tokens are targets
@@ -43,26 +45,39 @@ def default_config() -> ml_collections.ConfigDict:
     ))
 
 
-def nll_terms(cfg, params, batch) -> LossTerms:
+@dataclasses.dataclass(frozen=True)
+class UpdateSettings:
+    """What the jitted next-token update depends on besides its arrays (a static argument)."""
+
+    optimizer: optim.OptimizerSettings
+    compute_dtype: str  # "float32" or "bfloat16" on float32 master params
+    logprob_chunk: int  # 0: dense [B, T, V] logits; else positions per chunk
+
+    @classmethod
+    def from_config(cls, c) -> "UpdateSettings":
+        return cls(optim.OptimizerSettings.from_config(c, c.steps),
+                   optim.compute_dtype(c.compute_dtype), int(c.logprob_chunk))
+
+
+def nll_terms(cfg, params, batch, chunk: int = 0) -> LossTerms:
     """Sum of -log p(target) over the masked targets, and the number of masked targets."""
     tokens_BT1, loss_mask_BT = batch
     attention = jnp.ones_like(tokens_BT1, dtype=bool)
-    logprobs_BT, _ = models.token_logprobs(cfg, params, tokens_BT1, attention)
+    logprobs_BT, _ = models.token_logprobs(cfg, params, tokens_BT1, attention, chunk=chunk)
     mask = loss_mask_BT.astype(jnp.float32)
     return LossTerms(-jnp.sum(logprobs_BT * mask), jnp.sum(mask), {})
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2), donate_argnums=(3, 4))
-def update(cfg, settings: optim.OptimizerSettings, compute_dtype: str, params, opt_state,
-           microbatches):
+@functools.partial(jax.jit, static_argnums=(0, 1), donate_argnums=(2, 3))
+def update(cfg, s: UpdateSettings, params, opt_state, microbatches):
     """One guarded update from (tokens [M, b, T+1], loss_mask [M, b, T]) microbatches: (params,
     opt_state, metrics) with loss, grad_norm, tokens and skipped; params and opt_state donated.
-    The forward and backward passes run in ``compute_dtype`` on float32 master params."""
+    The forward and backward passes run in ``s.compute_dtype`` on float32 master params."""
     def terms_fn(p, batch):
-        return nll_terms(cfg, optim.cast_floating(p, compute_dtype), batch)
+        return nll_terms(cfg, optim.cast_floating(p, s.compute_dtype), batch, s.logprob_chunk)
 
     params, opt_state, terms, out = optim.guarded_update(
-        terms_fn, settings.make(), params, opt_state, microbatches)
+        terms_fn, s.optimizer.make(), params, opt_state, microbatches)
     return params, opt_state, {**out, "tokens": terms.denom}
 
 
@@ -86,19 +101,18 @@ def _split_batch(batch, config):
 def train(config, workdir, cfg, params, batches, mesh) -> loop.RunResult:
     """Run (or resume) next-token training for ``config.steps`` updates (the loop's skeleton:
     checkpoints with the iterator state, resume, SIGTERM; see loop.py)."""
-    settings = optim.OptimizerSettings.from_config(config, config.steps)
-    compute_dtype = optim.compute_dtype(config.compute_dtype)
+    settings = UpdateSettings.from_config(config)
     params = models.shard_params(cfg, params, mesh)
     # A copy: the update donates its inputs, and the caller's arrays must survive the run.
     state = {"params": jax.tree.map(jnp.copy, params),
-             "opt_state": optim.init_opt_state(settings.make(), params, mesh)}
+             "opt_state": optim.init_opt_state(settings.optimizer.make(), params, mesh)}
     sharding = models.batch_sharding(mesh, ndim=3, axis=1)  # the rows of each microbatch
 
     def step_fn(state, step):
         t0 = time.perf_counter()
         microbatches = jax.device_put(_split_batch(next(batches), config), sharding)
-        params, opt_state, out = update(cfg, settings, compute_dtype, state["params"],
-                                        state["opt_state"], microbatches)
+        params, opt_state, out = update(cfg, settings, state["params"], state["opt_state"],
+                                        microbatches)
         out = {k: float(v) for k, v in jax.device_get(out).items()}
         dt = time.perf_counter() - t0
         out.update({"time/step_s": dt,

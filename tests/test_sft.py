@@ -46,11 +46,10 @@ class Batches:
 
 def one_update(c, tokens, mask, params=None):
     params = models.init(CFG, jax.random.key(0)) if params is None else params
-    settings = optim.OptimizerSettings.from_config(c, c.steps)
-    opt_state = settings.make().init(params)
+    settings = sft.UpdateSettings.from_config(c)
+    opt_state = settings.optimizer.make().init(params)
     microbatches = optim.split_microbatches((tokens, mask), c.microbatches)
-    return sft.update(CFG, settings, optim.compute_dtype(c.compute_dtype), params, opt_state,
-                      microbatches)
+    return sft.update(CFG, settings, params, opt_state, microbatches)
 
 
 def test_loss_is_numpy_cross_entropy_and_accumulation_is_exact():

@@ -177,15 +177,8 @@ def padding_positions(attention_mask_BT):
     return jnp.maximum(jnp.cumsum(attention_mask_BT.astype(jnp.int32), axis=-1) - 1, 0)
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def forward(cfg: ModelConfig, params, tokens_BT, positions_BT=None, attention_mask_BT=None):
-    """Logits float32 [B, T, V] of a causal forward pass over int32 tokens [B, T].
-
-    ``attention_mask_BT`` (True for real tokens) excludes padding from every query's keys; with it
-    and no explicit positions, positions count real tokens only (``padding_positions``), so a
-    left- or right-padded row gives exactly the logits of the unpadded sequence at its real tokens.
-    Without a mask, positions are 0..T-1.
-    """
+def _hidden_states(cfg: ModelConfig, params, tokens_BT, positions_BT, attention_mask_BT):
+    """(the module, final-normed hidden states [B, T, D]) of a causal pass; see ``forward``."""
     T = tokens_BT.shape[1]
     if attention_mask_BT is None:
         attention_mask_BT = jnp.ones(tokens_BT.shape, bool)
@@ -196,6 +189,19 @@ def forward(cfg: ModelConfig, params, tokens_BT, positions_BT=None, attention_ma
     mask_BTS = causal_TS[None] & attention_mask_BT[:, None, :]
     model = _module(cfg, params)
     hidden_BTD, _ = model(tokens_BT, positions_BT, mask_BTS)
+    return model, hidden_BTD
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def forward(cfg: ModelConfig, params, tokens_BT, positions_BT=None, attention_mask_BT=None):
+    """Logits float32 [B, T, V] of a causal forward pass over int32 tokens [B, T].
+
+    ``attention_mask_BT`` (True for real tokens) excludes padding from every query's keys; with it
+    and no explicit positions, positions count real tokens only (``padding_positions``), so a
+    left- or right-padded row gives exactly the logits of the unpadded sequence at its real tokens.
+    Without a mask, positions are 0..T-1.
+    """
+    model, hidden_BTD = _hidden_states(cfg, params, tokens_BT, positions_BT, attention_mask_BT)
     return model.logits(hidden_BTD)
 
 
@@ -230,16 +236,52 @@ def forward_cached(cfg: ModelConfig, params, tokens_BT, positions_BT, cache, cac
     return model.logits(hidden_BTD[:, -1]), cache
 
 
-def token_logprobs(cfg: ModelConfig, params, tokens_BT, attention_mask_BT, temperature=1.0):
+def token_logprobs(cfg: ModelConfig, params, tokens_BT, attention_mask_BT, temperature=1.0,
+                   chunk: int = 0):
     """Log-probs of tokens[:, 1:] given their prefixes, and the entropies of those distributions.
 
     Returns (logprobs float32 [B, T-1], entropy float32 [B, T-1]) under softmax(logits / T), the
     quantities both the GRPO loss (old/new/reference policy) and next-token training need.
     Positions count real tokens only, as in ``forward``, so a left-padded prompt followed by a
     completion gets the sampler's positions.
+
+    ``chunk`` > 0 bounds the logits' memory: the [B, T, V] logits are never held whole. The head,
+    the log-softmax and the entropy run over ``chunk`` positions at a time in a ``lax.scan``
+    whose body is rematerialised, so the backward pass recomputes each chunk's logits instead of
+    keeping them: B x chunk x V floats at a time instead of B x T x V (for Qwen2.5's 151,936
+    tokens and T = 4,096, 2.5 GB per row in float32, several times over for the log-softmax and
+    its gradient). Equal to the dense computation up to float rounding; 0 keeps the dense one.
     """
-    logits = forward(cfg, params, tokens_BT, attention_mask_BT=attention_mask_BT)[:, :-1]
-    logp_BTV = jax.nn.log_softmax(logits / temperature, axis=-1)
-    chosen = jnp.take_along_axis(logp_BTV, tokens_BT[:, 1:, None], axis=-1)[..., 0]
+    if not chunk:
+        logits = forward(cfg, params, tokens_BT, attention_mask_BT=attention_mask_BT)[:, :-1]
+        return _logprobs_and_entropy(logits, tokens_BT[:, 1:], temperature)
+    _, hidden_BTD = _hidden_states(cfg, params, tokens_BT, None, attention_mask_BT)
+    head_DV = (params["embed"]["embedding"].T if cfg.tie_embeddings
+               else params["lm_head"]["kernel"])
+    B, T1 = tokens_BT.shape[0], tokens_BT.shape[1] - 1
+    n = -(-T1 // chunk)
+    pad = ((0, 0), (0, n * chunk - T1))
+
+    def chunks(x):  # [B, T-1, ...] -> [n, B, chunk, ...], padded at the end
+        x = jnp.pad(x, pad + ((0, 0),) * (x.ndim - 2))
+        return jnp.moveaxis(x.reshape(B, n, chunk, *x.shape[2:]), 1, 0)
+
+    @jax.checkpoint
+    def one_chunk(hidden_BCD, targets_BC):
+        logits = jnp.dot(hidden_BCD, head_DV.astype(hidden_BCD.dtype)).astype(jnp.float32)
+        return _logprobs_and_entropy(logits, targets_BC, temperature)
+
+    _, (chosen, entropy) = jax.lax.scan(lambda carry, x: (carry, one_chunk(*x)), None,
+                                        (chunks(hidden_BTD[:, :-1]), chunks(tokens_BT[:, 1:])))
+
+    def unchunk(x):  # [n, B, chunk] -> [B, T-1]
+        return jnp.moveaxis(x, 0, 1).reshape(B, n * chunk)[:, :T1]
+
+    return unchunk(chosen), unchunk(entropy)
+
+
+def _logprobs_and_entropy(logits_BTV, targets_BT, temperature):
+    logp_BTV = jax.nn.log_softmax(logits_BTV / temperature, axis=-1)
+    chosen = jnp.take_along_axis(logp_BTV, targets_BT[..., None], axis=-1)[..., 0]
     entropy = -jnp.sum(jnp.exp(logp_BTV) * logp_BTV, axis=-1)
     return chosen, entropy

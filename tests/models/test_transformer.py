@@ -111,3 +111,25 @@ def test_bf16_params_give_float32_logits_close_to_fp32(model):
     bf16 = models.forward(cfg, jax.tree.map(lambda x: x.astype(jnp.bfloat16), params), tokens)
     assert bf16.dtype == jnp.float32
     np.testing.assert_allclose(bf16, fp32, atol=0.05)
+
+
+@pytest.mark.parametrize("tie", [True, False])
+def test_chunked_logprobs_equal_the_dense_ones_in_value_and_gradient(tie):
+    cfg = models.get_config("tiny", vocab_size=97, tie_embeddings=tie)
+    params = models.init(cfg, jax.random.key(1))
+    rng = np.random.default_rng(0)
+    tokens = jnp.asarray(rng.integers(0, 97, (3, 12)), jnp.int32)
+    mask = jnp.asarray(np.arange(12)[None] >= np.array([[0], [3], [5]]))  # left padding
+    weights = jnp.asarray(rng.normal(size=(2, 3, 11)), jnp.float32)
+
+    def objective(p, chunk):
+        logprobs, entropy = models.token_logprobs(cfg, p, tokens, mask, 0.7, chunk=chunk)
+        return jnp.sum(weights[0] * logprobs + weights[1] * entropy), (logprobs, entropy)
+
+    (_, dense), dense_grad = jax.value_and_grad(objective, has_aux=True)(params, 0)
+    for chunk in (5, 11, 16):  # 11 positions: a ragged last chunk, one chunk, one padded chunk
+        (_, chunked), grad = jax.value_and_grad(objective, has_aux=True)(params, chunk)
+        for a, b in zip(chunked, dense):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+                     grad, dense_grad)

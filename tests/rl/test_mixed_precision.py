@@ -31,7 +31,7 @@ def moved(case, compute_dtype, master_dtype, steps=20):
     init, batch = case
     params = optim.cast_floating(init, master_dtype)
     s = rl.UpdateSettings(optim.OptimizerSettings(lr=1e-6, total_steps=100, b2=0.99),
-                          compute_dtype, 1.0, "seq_mean_token_mean", 0.2, 0.2, 0.0, N, False)
+                          compute_dtype, 0, 1.0, "seq_mean_token_mean", 0.2, 0.2, 0.0, N, False)
     p, opt_state = jax.tree.map(jnp.copy, params), s.optimizer.make().init(params)
     for _ in range(steps):
         p, opt_state, out = rl.update(CFG, s, p, opt_state, batch)
