@@ -23,6 +23,10 @@ class Checkpointer:
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
 
+    def all_steps(self) -> list[int]:
+        """The steps of the complete checkpoints, in order."""
+        return sorted(self._manager.all_steps())
+
     def save(self, step: int, state, meta: dict) -> None:
         self._manager.save(step, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)

@@ -49,13 +49,15 @@ def _is_hf_checkpoint(path: Path) -> bool:
 
 
 def checkpoint_steps(workdir) -> list[int]:
-    """The steps of r1jax workdir ``workdir``'s complete checkpoints, in order. orbax writes a
-    checkpoint under a temporary name and renames it to its step once complete, so the
-    directories named by a number are the complete ones."""
-    path = Path(workdir) / "checkpoints"
-    if not path.is_dir():
+    """The steps of r1jax workdir ``workdir``'s complete checkpoints, in order (as orbax, which
+    writes them, counts them)."""
+    if not _is_workdir(Path(workdir)):
         raise FileNotFoundError(f"{workdir} is not an r1jax workdir (it has no checkpoints/)")
-    return sorted(int(p.name) for p in path.iterdir() if p.name.isdigit())
+    ckpt = Checkpointer(str(workdir))
+    try:
+        return ckpt.all_steps()
+    finally:
+        ckpt.close()
 
 
 def load_policy(source, dtype=None, mesh=None, step=None):
