@@ -17,7 +17,7 @@ import time
 
 import jax
 
-from r1jax import evaluate, models, tokenizers
+from r1jax import evaluate, models, stopping, tokenizers
 from r1jax.data import benchmarks as benchmarks_data
 from r1jax.data import CorpusConfig, corpus_documents
 from r1jax.templates import r1_zero_prompt
@@ -28,7 +28,7 @@ def timed_run(cfg, params, tokenizer, problems, prompts_per_batch, args):
     kwargs = {"k": args.k, "max_new_tokens": args.max_new_tokens,
               "prompts_per_batch": prompts_per_batch,
               "reward": benchmarks_data.BENCHMARKS["toy_arithmetic"].reward,
-              "stop_tokens": (tokenizer.eos_id, tokenizer.token_to_id("</answer>"))}
+              "stop": stopping.stop_condition(tokenizer, ("</answer>",))}
     start = time.perf_counter()
     evaluate.run(cfg, params, tokenizer, problems[:prompts_per_batch], rng=jax.random.key(1),
                  **kwargs)

@@ -34,11 +34,19 @@ def parse(prog: str, argv: list[str]) -> None:
     from r1jax.mesh import use_cpu_devices
 
     flags.FLAGS.unparse_flags()
+    # ml_collections defines a flag for each --config.KEY=VALUE override it finds in sys.argv,
+    # not in the list parsed: a caller in the same process (a test, a notebook) passes its own
+    # argv, and the previous call's override flags go (a second definition is an error).
+    for name in [name for name in flags.FLAGS if "." in name]:
+        delattr(flags.FLAGS, name)
+    process_argv, sys.argv = sys.argv, [prog, *argv]
     try:
         rest = flags.FLAGS([prog, *argv])
     except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
         message = str(e).replace("\\n", " ").replace("\n", " ").strip("'\"")
         sys.exit(f"{prog}: bad command line: {message}")
+    finally:
+        sys.argv = process_argv
     if len(rest) > 1:
         sys.exit(f"{prog}: unexpected arguments {rest[1:]}")
     if CPU_DEVICES.value is not None:
@@ -53,6 +61,19 @@ def require(prog: str, **values) -> None:
     missing = [f"--{name}" for name, value in values.items() if value is None or value == ""]
     if missing:
         sys.exit(f"{prog}: {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} required")
+
+
+def unset_keys(config, prefix: str = "config") -> list[str]:
+    """The keys of ``config`` still None: an experiment marks what only its user can give (a
+    checkpoint's path) with ``ml_collections.config_dict.placeholder(str)``."""
+    unset = []
+    for key, value in config.items():
+        name = f"{prefix}.{key}"
+        if value is None:
+            unset.append(name)
+        elif hasattr(value, "items"):
+            unset += unset_keys(value, name)
+    return unset
 
 
 def load_experiment(path: str, arg: str = ""):

@@ -37,7 +37,7 @@ import jax
 import numpy as np
 from absl import flags
 
-from r1jax import cli, metrics, rewards, sampling, templates, tokenizers
+from r1jax import cli, metrics, rewards, sampling, stopping, templates, tokenizers
 from r1jax.data.benchmarks import BENCHMARKS
 from r1jax.mesh import data_parallel_size
 
@@ -108,7 +108,7 @@ def summarize(records, k: int, pass_ks=()) -> dict:
 
 def run(cfg, params, tokenizer, problems, *, k: int, max_new_tokens: int, reward: str, rng,
         temperature: float = 0.6, top_p: float = 0.95, prompts_per_batch: int = 8,
-        stop_tokens=None, pass_ks=(), mesh=None, extraction: str = DEFAULT_EXTRACTION):
+        stop=None, pass_ks=(), mesh=None, extraction: str = DEFAULT_EXTRACTION):
     """Sample k completions for each problem (a dict with the templated "prompt" and the fields
     reward ``reward`` reads), judge them by that reward with maths answers found by
     ``extraction`` (`rewards.judge`); (summary, records).
@@ -129,7 +129,7 @@ def run(cfg, params, tokenizer, problems, *, k: int, max_new_tokens: int, reward
     if max_new_tokens < 1:
         raise ValueError(f"the longest prompt ({max(map(len, prompts))} tokens) leaves no room "
                          f"to generate within max_position {cfg.max_position}")
-    stop_tokens = tuple(stop_tokens or (tokenizer.eos_id,))
+    stop = stop or stopping.StopCondition((tokenizer.eos_id,))
     judge = functools.partial(rewards.judge, reward, extraction=extraction)
     equivalent = rewards.equivalence(reward)
     size = min(prompts_per_batch, len(problems))
@@ -142,7 +142,7 @@ def run(cfg, params, tokenizer, problems, *, k: int, max_new_tokens: int, reward
         return b, sampling.generate(
             cfg, params, batch + [batch[0]] * (size - len(batch)), jax.random.fold_in(rng, b),
             num_samples=k, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-            stop_tokens=stop_tokens, pad_id=tokenizer.pad_id, mesh=mesh)
+            stop=stop, pad_id=tokenizer.pad_id, mesh=mesh)
 
     def judge_batch(b, out):
         tokens, lengths, truncated = jax.device_get((out.tokens, out.lengths, out.truncated))
@@ -179,28 +179,38 @@ def training_hook(cfg, tokenizer, problems, reward: str, *, k: int, max_new_toke
     return evaluate
 
 
-def held_out_problems(config) -> list[dict]:
-    """``config.eval``'s problems in the R1-Zero template: the first ``n_problems`` of benchmark
-    ``benchmark`` read from ``data_file`` (a file or "tfds:NAME[:SPLIT]") or from its file in
-    ``data_dir``; a toy benchmark with neither generates its test problems of ``config.data``'s
-    levels."""
-    from r1jax.data import benchmarks
+def held_out_problems(config, benchmark: str) -> list[dict]:
+    """The first ``config.eval.n_problems`` problems of ``benchmark`` in the training prompts'
+    template (``config.data.template``): read from ``config.eval.data_file`` (a file or
+    "tfds:NAME[:SPLIT]", the main benchmark's only) or from its file in ``data_dir``; a toy
+    benchmark with neither generates its test problems of ``config.data``'s levels."""
+    from r1jax.data import benchmarks, prompts
 
     e = config.eval
-    problems = benchmarks.load(e.benchmark, e.get("data_dir") or None,
-                               path=e.get("data_file") or None, n=e.n_problems,
-                               levels=tuple(config.data.levels))
-    return [{**p, "prompt": templates.r1_zero_prompt(p["question"])} for p in problems]
+    problems = benchmarks.load(benchmark, e.get("data_dir") or None,
+                               path=(e.get("data_file") or None) if benchmark == e.benchmark
+                               else None, n=e.n_problems, levels=tuple(config.data.levels))
+    to_prompt = prompts.prompt_template(config.data.get("template", "r1_zero"),
+                                        config.tokenizer or config.model.hf_path)
+    return [{**p, "prompt": to_prompt(p["question"])} for p in problems]
 
 
 def hook_from_config(config, cfg, tokenizer, mesh):
     """The in-loop evaluation of an experiment: `training_hook` on ``held_out_problems`` (k,
     max_new_tokens, extraction (default `run`'s) from ``config.eval``) at the paper's T 0.6 /
-    top-p 0.95."""
-    return training_hook(cfg, tokenizer, held_out_problems(config),
-                         BENCHMARKS[config.eval.benchmark].reward, k=config.eval.k,
-                         max_new_tokens=config.eval.max_new_tokens, mesh=mesh,
-                         extraction=config.eval.get("extraction", DEFAULT_EXTRACTION))
+    top-p 0.95, stopping where the training rollouts do (``config.rl.stop_strings``).
+    ``config.eval.benchmark`` is logged under eval/ (what the plots and the results table read),
+    each of ``config.eval.also`` under eval/NAME/. Every problem set is read now, so a missing
+    file stops the job before training."""
+    e = config.eval
+    stop = stopping.stop_condition(tokenizer, tuple(config.rl.stop_strings))
+    hooks = [training_hook(cfg, tokenizer, held_out_problems(config, name),
+                           BENCHMARKS[name].reward, k=e.k, max_new_tokens=e.max_new_tokens,
+                           mesh=mesh, stop=stop, prefix=prefix,
+                           extraction=e.get("extraction", DEFAULT_EXTRACTION))
+             for name, prefix in [(e.benchmark, "eval/"),
+                                  *((name, f"eval/{name}/") for name in e.get("also", ()))]]
+    return lambda step, params: {k: v for hook in hooks for k, v in hook(step, params).items()}
 
 
 def markdown_table(summary: dict) -> str:
@@ -239,14 +249,51 @@ _EXTRACTION = flags.DEFINE_enum("extraction", DEFAULT_EXTRACTION, rewards.judgin
                                 "maths answers: math-verify's (as public evaluators) or strict")
 
 
-def stop_tokens(tokenizer, tokenizer_dir: Path, template: str) -> tuple[int, ...]:
+def template_stop(tokenizer, tokenizer_dir: Path, template: str) -> stopping.StopCondition:
     """eos, generation_config.json's eos ids (chat models end a turn with one of several), and
-    </answer> after the R1-Zero template (an error if it is not one token)."""
+    the text </answer> after the R1-Zero template."""
     generation = tokenizer_dir / "generation_config.json"
     ids = json.loads(generation.read_text()).get("eos_token_id") if generation.is_file() else None
     extra = ids if isinstance(ids, list) else [] if ids is None else [ids]
-    return tokenizers.stop_token_ids(
+    return stopping.stop_condition(
         tokenizer, ("</answer>",) if template == "r1_zero" else (), extra)
+
+
+def benchmark_run(cfg, params, tokenizer, tokenizer_dir: Path, benchmark: str, problems, *,
+                  template: str, k: int, max_new_tokens: int, samples_per_batch: int, seed: int,
+                  **run_kwargs):
+    """(summary, records) of `run` on ``problems`` of ``benchmark`` put in ``template``
+    (`templates.prompt_function`), stopping where the template's answers end; k and
+    max_new_tokens 0 take the benchmark's own. The summary starts with what was evaluated how."""
+    bench = BENCHMARKS[benchmark]
+    k = k or bench.k
+    template, to_prompt = templates.prompt_function(template, tokenizer_dir)
+    summary, records = run(
+        cfg, params, tokenizer, [{**p, "prompt": to_prompt(p["question"])} for p in problems],
+        k=k, max_new_tokens=max_new_tokens or bench.max_new_tokens, reward=bench.reward,
+        rng=jax.random.key(seed), prompts_per_batch=max(1, samples_per_batch // k),
+        stop=template_stop(tokenizer, tokenizer_dir, template), **run_kwargs)
+    return {"benchmark": benchmark, "template": template,
+            "extraction": run_kwargs.get("extraction", DEFAULT_EXTRACTION), **summary}, records
+
+
+def write_results(out: Path, summary: dict, records: list[dict]) -> None:
+    """The summary as JSON at ``out``, the per-problem records beside it (.problems.jsonl)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.with_suffix(".problems.jsonl").open("w") as f:
+        for record in records:
+            f.write(json.dumps(record) + "\n")
+    out.write_text(json.dumps(summary, indent=2) + "\n")  # last: its presence means complete
+
+
+def _tokenizer_for(cfg, source) -> tuple:
+    """(tokenizer, its directory) of ``source``, checked against the model."""
+    from r1jax import policy
+
+    source = Path(source)
+    tokenizer = tokenizers.load_tokenizer(source)
+    policy.check_tokenizer(cfg, tokenizer, source)
+    return tokenizer, source if source.is_dir() else source.parent
 
 
 def main(argv: list[str]) -> dict:
@@ -257,8 +304,6 @@ def main(argv: list[str]) -> dict:
     cli.parse("r1jax.evaluate", argv)
     cli.require("r1jax.evaluate", checkpoint=_CHECKPOINT.value, benchmark=_BENCHMARK.value,
                 out=cli.OUT.value)
-    bench = BENCHMARKS[_BENCHMARK.value]
-    k = _K.value or bench.k
     try:
         problems = benchmarks.load(_BENCHMARK.value, _DATA_DIR.value, path=_DATA_FILE.value,
                                    n=_N_PROBLEMS.value, seed=_SEED.value,
@@ -266,30 +311,62 @@ def main(argv: list[str]) -> dict:
         mesh = make_mesh()
         dtype = cli.DTYPE.value or ("float32" if jax.default_backend() == "cpu" else "bfloat16")
         cfg, params = policy.load_policy(_CHECKPOINT.value, dtype, mesh)
-        source = policy.tokenizer_source(_CHECKPOINT.value)
-        tokenizer = tokenizers.load_tokenizer(source)
-        tokenizer_dir = source if source.is_dir() else source.parent
-        template, to_prompt = templates.prompt_function(_TEMPLATE.value, tokenizer_dir)
-        stop = stop_tokens(tokenizer, tokenizer_dir, template)
+        tokenizer, tokenizer_dir = _tokenizer_for(cfg, policy.tokenizer_source(_CHECKPOINT.value))
+        templates.prompt_function(_TEMPLATE.value, tokenizer_dir)  # a bad template fails here
     except (OSError, ValueError, KeyError) as e:
         sys.exit(f"r1jax.evaluate: {e}")
-    problems = [{**p, "prompt": to_prompt(p["question"])} for p in problems]
-    summary, records = run(
-        cfg, params, tokenizer, problems, k=k,
-        max_new_tokens=_MAX_NEW_TOKENS.value or bench.max_new_tokens, reward=bench.reward,
-        rng=jax.random.key(_SEED.value), temperature=_TEMPERATURE.value, top_p=_TOP_P.value,
-        prompts_per_batch=max(1, _SAMPLES_PER_BATCH.value // k), stop_tokens=stop,
+    summary, records = benchmark_run(
+        cfg, params, tokenizer, tokenizer_dir, _BENCHMARK.value, problems,
+        template=_TEMPLATE.value, k=_K.value, max_new_tokens=_MAX_NEW_TOKENS.value,
+        samples_per_batch=_SAMPLES_PER_BATCH.value, seed=_SEED.value,
+        temperature=_TEMPERATURE.value, top_p=_TOP_P.value,
         pass_ks=[int(j) for j in _PASS_K.value], mesh=mesh, extraction=_EXTRACTION.value)
-    summary = {"benchmark": _BENCHMARK.value, "checkpoint": str(_CHECKPOINT.value),
-               "template": template, "extraction": _EXTRACTION.value, **summary}
+    summary = {"checkpoint": str(_CHECKPOINT.value), **summary}
     print(markdown_table(summary))
-    out = Path(cli.OUT.value)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(summary, indent=2) + "\n")
-    with out.with_suffix(".problems.jsonl").open("w") as f:
-        for record in records:
-            f.write(json.dumps(record) + "\n")
+    write_results(Path(cli.OUT.value), summary, records)
     return summary
+
+
+def job(config, workdir: str) -> None:
+    """Evaluate ``config.model``'s checkpoint at the paper's protocol on ``config.eval.benchmark``
+    and each of ``config.eval.also`` (from ``config.eval.data_dir``; k, max_new_tokens 0: each
+    benchmark's own), every problem set read before the model is loaded. Each benchmark's result
+    is written to workdir/eval/NAME.json (+ .problems.jsonl) and skipped when it exists, so a
+    rerun resumes; results.md sets pass@1 beside ``config.eval.published`` (percent), the
+    figures the checkpoint's authors report."""
+    from r1jax import optim, policy
+    from r1jax.data import benchmarks
+    from r1jax.mesh import mesh_from_config
+
+    e = config.eval
+    names = [e.benchmark, *e.get("also", ())]
+    problem_sets = {name: benchmarks.load(name, e.data_dir or None, n=e.n_problems, seed=e.seed)
+                    for name in names}
+    cfg = policy.model_config(config.model)
+    tokenizer, tokenizer_dir = _tokenizer_for(cfg, config.tokenizer or config.model.hf_path)
+    mesh = mesh_from_config(config.mesh)
+    cfg, params = policy.load_policy(config.model, optim.compute_dtype(e.dtype), mesh)
+    rows = []
+    for name in names:
+        out = Path(workdir) / "eval" / f"{name}.json"
+        if not out.exists():
+            summary, records = benchmark_run(
+                cfg, params, tokenizer, tokenizer_dir, name, problem_sets[name],
+                template=e.template, k=e.k, max_new_tokens=e.max_new_tokens,
+                samples_per_batch=e.samples_per_batch, seed=e.seed, temperature=e.temperature,
+                top_p=e.top_p, mesh=mesh, extraction=e.extraction)
+            write_results(out, summary, records)
+        summary = json.loads(out.read_text())
+        published = e.published.get(name)
+        rows.append(f"| {name} | {summary['k']} | {100 * summary['pass@1']:.1f} | "
+                    f"{'n/a' if published is None else f'{published:.1f}'} | "
+                    f"{100 * summary['cons@k']:.1f} | {summary['max_new_tokens']} | "
+                    f"{summary['n_problems']} |")
+    table = "\n".join(["| benchmark | k | pass@1 (%) | published pass@1 (%) | cons@k (%) | "
+                       "max new tokens | problems |", "|---|---|---|---|---|---|---|", *rows])
+    Path(workdir, "results.md").write_text(
+        f"# Evaluation of {config.model.hf_path}\n\n{table}\n")
+    print(table)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import json
 import os
 import sys
 
-from absl import flags, logging
+from absl import logging
 from ml_collections import config_flags
 
 from r1jax import cli
@@ -23,6 +23,7 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config fil
 JOBS = {
     "rl": "r1jax.rl:job",  # R1-Zero / reasoning RL (after the toy world's pretraining if asked)
     "pretrain": "r1jax.toy:job",  # the toy world's tokenizer and base model alone
+    "evaluate": "r1jax.evaluate:job",  # a checkpoint on benchmarks at the paper's protocol
 }
 
 
@@ -32,6 +33,9 @@ def main(argv: list[str]) -> None:
     cli.require("r1jax.main", config=config, workdir=workdir)
     if config.job not in JOBS:
         sys.exit(f"r1jax.main: config.job={config.job!r} is not one of {sorted(JOBS)}")
+    if unset := cli.unset_keys(config):
+        sys.exit(f"r1jax.main: the experiment needs {', '.join(unset)}: give "
+                 f"{' '.join(f'--{key}=...' for key in unset)}")
     logging.set_verbosity(logging.WARNING)  # orbax logs every save step at INFO
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, "config.json"), "w") as f:

@@ -9,6 +9,7 @@ directory, or an r1jax workdir. The one loader of the RL job, the toy world's ba
     tokenizer = load_tokenizer(tokenizer_source("runs/aha_tiny"))   # the one it was trained with
 """
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -33,11 +34,35 @@ def model_config(model) -> models.ModelConfig:
     else the named config (``name``), its vocabulary resized when ``vocab_size`` is set."""
     if model.get("hf_path"):
         path = Path(model["hf_path"]) / "config.json"
-        return config_from_hf(_read_json(path), str(path))
+        cfg = config_from_hf(_read_json(path), str(path))
+        if model.get("name"):
+            check_named_model(cfg, model["name"], path)
+        return cfg
     if model.get("name"):
         return models.get_config(model["name"], **(
             {"vocab_size": model["vocab_size"]} if model.get("vocab_size") else {}))
     raise ValueError("the model section names no model (model.name or model.hf_path)")
+
+
+def check_named_model(cfg: models.ModelConfig, name: str, path) -> None:
+    """A checkpoint must be the model the experiment names (its settings were chosen for it):
+    every architecture field must agree but max_position, which releases of the same weights
+    set differently (Qwen2.5-Math 4,096, DeepSeek-R1-Distill-Qwen 131,072)."""
+    named = dataclasses.replace(models.get_config(name), max_position=cfg.max_position)
+    differ = [f"{f.name} {getattr(cfg, f.name)} (named: {getattr(named, f.name)})"
+              for f in dataclasses.fields(cfg) if getattr(cfg, f.name) != getattr(named, f.name)]
+    if differ:
+        raise ValueError(f"{path} is not the model the config names ({name!r}): "
+                         f"{', '.join(differ)}. Point model.hf_path at a {name} checkpoint, or "
+                         f"set model.name to the checkpoint's model (or '' to skip this check)")
+
+
+def check_tokenizer(cfg: models.ModelConfig, tokenizer, source) -> None:
+    """Every id the tokenizer can produce needs an embedding row (a model may have more rows
+    than the tokenizer has ids: padded vocabularies; fewer would index past the embedding)."""
+    if tokenizer.vocab_size > cfg.vocab_size:
+        raise ValueError(f"the tokenizer {source} has {tokenizer.vocab_size} ids but the model's "
+                         f"embedding has {cfg.vocab_size} rows: they are not a pair")
 
 
 def _is_workdir(path: Path) -> bool:

@@ -14,6 +14,7 @@ inputs from an experiment config (`python -m r1jax.main --config=experiments/X.p
 
 import dataclasses
 import functools
+import os
 import time
 
 import jax
@@ -22,6 +23,7 @@ import ml_collections
 import numpy as np
 
 from r1jax import grpo, loop, metrics, models, optim
+from r1jax.mesh import data_parallel_size
 from r1jax.rollout import Collector, Rollout, RolloutSettings, rollout_metrics
 
 
@@ -38,7 +40,7 @@ def default_config() -> ml_collections.ConfigDict:
         temperature=1.0,
         top_p=1.0,
         top_k=0,
-        stop_strings=("</answer>",),  # besides the tokenizer's eos; each must be one token
+        stop_strings=("</answer>",),  # besides the tokenizer's eos; text of any length
         correctness_reward="accuracy",  # the reward term whose value > 0.5 counts as correct
         num_minibatches=1,  # R1: 16 per rollout
         epochs=1,  # mu
@@ -67,7 +69,7 @@ class UpdateSettings:
 
     optimizer: optim.OptimizerSettings
     compute_dtype: str  # "float32" or "bfloat16"; logits, log-probs and the loss are float32
-    logprob_chunk: int  # 0: dense [B, T, V] logits; else positions per chunk (models.token_logprobs)
+    logprob_chunk: int  # 0: dense [B, T, V] logits; else positions per chunk (token_logprobs)
     temperature: float
     aggregation: str
     clip_low: float
@@ -199,9 +201,14 @@ def train(c, workdir, cfg, params, tokenizer, scorer, examples, mesh,
     """
     settings = UpdateSettings.from_config(c)
     collector = Collector(RolloutSettings.from_config(c), cfg, tokenizer, scorer, mesh)
-    if (c.prompts_per_step * c.group_size) % (c.num_minibatches * c.microbatches):
+    data_size = data_parallel_size(mesh)
+    if c.prompts_per_step % data_size:
+        raise ValueError(f"prompts_per_step={c.prompts_per_step} does not split over the mesh's "
+                         f"{data_size} data-parallel devices")
+    if (c.prompts_per_step * c.group_size) % (c.num_minibatches * c.microbatches * data_size):
         raise ValueError(f"{c.prompts_per_step * c.group_size} rollout rows do not split into "
-                         f"num_minibatches={c.num_minibatches} x microbatches={c.microbatches}")
+                         f"num_minibatches={c.num_minibatches} x microbatches={c.microbatches} "
+                         f"x {data_size} data-parallel devices")
     params = models.shard_params(cfg, params, mesh)
     # Copies: the updates donate their inputs, and the caller's arrays must survive the run.
     state = {"params": jax.tree.map(jnp.copy, params), "ref_params": jax.tree.map(jnp.copy, params),
@@ -260,25 +267,36 @@ def write_samples(workdir, step: int, ro: Rollout, count: int) -> None:
 def job(config, workdir: str) -> None:
     """R1-Zero from ``config.model`` on ``config.data``'s prompt sources, else the toy world's
     problems; when the config has a ``pretrain`` section, from the toy world's base model,
-    pretrained first. A finished run ends with the final evaluation, plots and results.md; a
-    stopped one (SIGTERM) resumes when rerun."""
-    from r1jax import evaluate, plots, policy, rewards, tokenizers, toy
+    pretrained first. A finished run ends with the final evaluation, plots, results.md and its
+    policy as an HF checkpoint in ``config.export``; a stopped one (SIGTERM) resumes when
+    rerun."""
+    from r1jax import evaluate, export, plots, policy, rewards, tokenizers, toy
     from r1jax.data import prompts
     from r1jax.mesh import mesh_from_config
 
-    # First: a malformed source row fails here, before a model is loaded or compiled.
-    examples = prompts.prompt_batches_for(config, config.rl.prompts_per_step, config.rl.seed)
-    mesh = mesh_from_config(config.mesh)
-    cfg, params = policy.load_policy(config.model, mesh=mesh)
+    # Everything that can be checked is, before a model is loaded or compiled: the checkpoint
+    # against the named model, the tokenizer against the embedding, every prompt source's rows
+    # and their prompts' lengths, the evaluation sets.
+    cfg = policy.model_config(config.model)
     source = config.tokenizer or config.model.hf_path
     tokenizer = (tokenizers.load_tokenizer(source) if source
                  else toy.tokenizer(config, workdir, cfg.vocab_size))
+    policy.check_tokenizer(cfg, tokenizer, source or "the toy world's tokenizer")
+    room = cfg.max_position - config.rl.max_new_tokens
+    if config.data.get("sources") and config.data.max_prompt_tokens > room:
+        raise ValueError(f"data.max_prompt_tokens={config.data.max_prompt_tokens} + "
+                         f"rl.max_new_tokens={config.rl.max_new_tokens} exceed the model's "
+                         f"max_position {cfg.max_position}")
+    examples = prompts.prompt_batches_for(config, config.rl.prompts_per_step, config.rl.seed,
+                                          lambda prompt: len(tokenizer.encode(prompt)))
+    mesh = mesh_from_config(config.mesh)
+    hook = evaluate.hook_from_config(config, cfg, tokenizer, mesh) if config.rl.eval_every else None
+    cfg, params = policy.load_policy(config.model, mesh=mesh)
     if "pretrain" in config:
         base = toy.base_model(config, workdir, cfg, params, tokenizer, mesh)
         if base is None:
             return  # SIGTERM during pretraining: checkpointed; a rerun resumes it
-        cfg, params = base
-    hook = evaluate.hook_from_config(config, cfg, tokenizer, mesh) if config.rl.eval_every else None
+        params = base[1]
     base_eval = hook(0, params) if hook else {}
     with rewards.RewardScorer(dict(config.rewards), config.reward_workers,
                               config.reward_timeout_s) as scorer:
@@ -286,3 +304,6 @@ def job(config, workdir: str) -> None:
     if result.finished:
         final = result.state["params"]
         plots.write_report(workdir, base_eval, hook(config.rl.steps, final) if hook else {})
+        out = os.path.join(workdir, config.get("export", ""))
+        if config.get("export") and not os.path.exists(out):  # a rerun of a finished run keeps it
+            export.export(workdir, out)

@@ -16,8 +16,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from r1jax import metrics, optim, sampling
-from r1jax.tokenizers import stop_token_ids
+from r1jax import metrics, optim, sampling, stopping
 
 _SUMMED = {"per_row": False}  # a field of counts over the whole rollout, not one value per row
 
@@ -91,7 +90,7 @@ class RolloutSettings:
     temperature: float
     top_p: float
     top_k: int
-    stop_strings: tuple[str, ...]  # besides eos; each must be one token of the tokenizer
+    stop_strings: tuple[str, ...]  # besides eos: a completion ends once its text contains one
     dynamic_sampling_max_batches: int  # batches sampled at most to fill B informative groups
     compute_dtype: str = "float32"  # of the sampler's forward passes (float32 logits always)
 
@@ -121,7 +120,7 @@ class Collector:
     def __init__(self, settings: RolloutSettings, cfg, tokenizer, scorer, mesh):
         self.settings, self.cfg, self.tokenizer, self.scorer, self.mesh = (
             settings, cfg, tokenizer, scorer, mesh)
-        self.stop_tokens = stop_token_ids(tokenizer, settings.stop_strings)
+        self.stop = stopping.stop_condition(tokenizer, settings.stop_strings)
 
     def sample(self, params, examples: list, rng) -> Sampled:
         """Dispatch sampling for B examples (JAX runs it asynchronously)."""
@@ -131,9 +130,10 @@ class Collector:
                              f"prompts_per_step is {s.prompts_per_step}")
         prompts = [self.tokenizer.encode(ex["prompt"]) for ex in examples]
         return Sampled(examples, sampling.generate(
-            self.cfg, optim.cast_floating(params, s.compute_dtype), prompts, rng, num_samples=s.group_size,
+            self.cfg, optim.cast_floating(params, s.compute_dtype), prompts, rng,
+            num_samples=s.group_size,
             max_new_tokens=s.max_new_tokens, temperature=s.temperature, top_p=s.top_p,
-            top_k=s.top_k, stop_tokens=self.stop_tokens, pad_id=self.tokenizer.pad_id,
+            top_k=s.top_k, stop=self.stop, pad_id=self.tokenizer.pad_id,
             mesh=self.mesh))
 
     def score(self, sampled: Sampled) -> Rollout:

@@ -4,7 +4,8 @@
 sampler once per bucket, not once per prompt length), prefills them into a preallocated KV cache
 [B, K, S, E], repeats the cache G times (rows b*G .. b*G+G-1 are prompt b's samples), then runs a
 ``lax.while_loop`` that decodes one token for every row per step and exits as soon as every row
-has emitted a stop token or ``max_new_tokens`` is reached.
+has stopped (a stop token, or a stop string in its text: ``r1jax.stopping``) or
+``max_new_tokens`` is reached.
 
 The returned logprobs are those of the sampled tokens under the distribution they were drawn from
 with the temperature applied and before top-p/top-k truncation: exactly what the training forward
@@ -23,6 +24,8 @@ from jax.sharding import PartitionSpec as P
 from r1jax.mesh import data_parallel_size
 from r1jax.models import ModelConfig, forward_cached, init_cache, padding_positions
 from r1jax.models.sharding import BATCH_AXES
+from r1jax.stopping import (StopCondition, advance, history_width, initial_history,
+                             padded_table)
 
 MIN_PROMPT_BUCKET = 16
 
@@ -30,9 +33,9 @@ MIN_PROMPT_BUCKET = 16
 class SampleOutput(NamedTuple):
     tokens: jax.Array  # int32 [B*G, N], pad_id after the stop token
     logprobs: jax.Array  # float32 [B*G, N], 0 where mask is False
-    mask: jax.Array  # bool [B*G, N], True for generated tokens, the stop token included
+    mask: jax.Array  # bool [B*G, N], True for generated tokens, the stopping token included
     lengths: jax.Array  # int32 [B*G]
-    truncated: jax.Array  # bool [B*G]: N tokens generated and none of them a stop token
+    truncated: jax.Array  # bool [B*G]: N tokens generated and the row did not stop
     prompts: jax.Array | None = None  # int32 [B, P]: the prompts as the sampler saw them,
     prompt_mask: jax.Array | None = None  # left-padded to a bucket, and bool [B, P] (real tokens)
 
@@ -92,10 +95,11 @@ def _constrain(x, mesh, spec):
 
 
 @functools.partial(jax.jit, static_argnames=(
-    "cfg", "num_samples", "max_new_tokens", "temperature", "top_p", "top_k", "stop_tokens",
-    "pad_id", "mesh"))
-def _generate(cfg: ModelConfig, params, prompts_BP, prompt_mask_BP, rng, *, num_samples,
-              max_new_tokens, temperature, top_p, top_k, stop_tokens, pad_id, mesh):
+    "cfg", "num_samples", "max_new_tokens", "temperature", "top_p", "top_k", "stop_ids",
+    "stop_strings", "pad_id", "mesh"))
+def _generate(cfg: ModelConfig, params, prompts_BP, prompt_mask_BP, rng, stop_table, *,
+              num_samples, max_new_tokens, temperature, top_p, top_k, stop_ids, stop_strings,
+              pad_id, mesh):
     B, P_len = prompts_BP.shape
     G, N = num_samples, max_new_tokens
     S = P_len + N
@@ -115,35 +119,38 @@ def _generate(cfg: ModelConfig, params, prompts_BP, prompt_mask_BP, rng, *, num_
     key_valid = _constrain(repeat(key_valid_BS), mesh, batch_spec)
     next_position = repeat(jnp.sum(prompt_mask_BP, axis=-1).astype(jnp.int32))
     BG = B * G
-    stop_ids = jnp.asarray(stop_tokens, jnp.int32)
+    stop_ids = jnp.asarray(stop_ids, jnp.int32)
 
     def cond(state):
         t, *_, done = state
         return (t < N) & ~jnp.all(done)
 
     def body(state):
-        t, tokens, logprobs, logits, cache, key_valid, done = state
+        t, tokens, logprobs, logits, cache, key_valid, lengths, history, done = state
         token, logprob = sample_token(logits, jax.random.fold_in(rng, t), temperature, top_p,
                                       top_k)
         token = jnp.where(done, pad_id, token)
         tokens = tokens.at[:, t].set(token)
         logprobs = logprobs.at[:, t].set(jnp.where(done, 0.0, logprob))
-        done = done | jnp.isin(token, stop_ids)
+        lengths = jnp.where(done, lengths, t + 1)
+        stops = jnp.isin(token, stop_ids)
+        if stop_strings:
+            text_stops, history = advance(token, history, stop_table, stop_strings)
+            stops |= text_stops
+        done = done | stops
         key_valid = key_valid.at[:, P_len + t].set(True)
         logits, cache = forward_cached(cfg, params, token[:, None], (next_position + t)[:, None],
                                        cache, P_len + t, key_valid)
-        return t + 1, tokens, logprobs, logits, cache, key_valid, done
+        return t + 1, tokens, logprobs, logits, cache, key_valid, lengths, history, done
 
+    width = history_width(stop_strings)
     init_state = (jnp.int32(0), jnp.full((BG, N), pad_id, jnp.int32),
                   jnp.zeros((BG, N), jnp.float32), logits, cache, key_valid,
-                  jnp.zeros((BG,), bool))
-    t, tokens, logprobs, *_ = jax.lax.while_loop(cond, body, init_state)
-    # A row is generated up to and including its first stop token, or to the last step taken.
-    is_stop = jnp.isin(tokens, stop_ids) & (jnp.arange(N) < t)
-    stops_before = jnp.cumsum(is_stop, axis=-1) - is_stop
-    mask = (jnp.arange(N) < t)[None, :] & (stops_before == 0)
-    lengths = jnp.sum(mask, axis=-1, dtype=jnp.int32)
-    return SampleOutput(tokens, logprobs, mask, lengths, (lengths == N) & ~jnp.any(is_stop, -1))
+                  jnp.zeros((BG,), jnp.int32), initial_history(BG, width), jnp.zeros((BG,), bool))
+    _, tokens, logprobs, *_, lengths, _, done = jax.lax.while_loop(cond, body, init_state)
+    # A row is generated up to and including the token that stopped it, or to the last step.
+    mask = jnp.arange(N)[None, :] < lengths[:, None]
+    return SampleOutput(tokens, logprobs, mask, lengths, ~done)
 
 
 def pad_prompts(prompts, length: int, pad_id: int):
@@ -159,8 +166,10 @@ def pad_prompts(prompts, length: int, pad_id: int):
 
 def generate(cfg: ModelConfig, params, prompts, rng, num_samples: int = 1,
              max_new_tokens: int = 256, temperature: float = 1.0, top_p: float = 1.0,
-             top_k: int = 0, stop_tokens=(), pad_id: int = 0, mesh=None) -> SampleOutput:
-    """Sample ``num_samples`` completions for each prompt (a list of token-id lists).
+             top_k: int = 0, stop: StopCondition = StopCondition(), pad_id: int = 0,
+             mesh=None) -> SampleOutput:
+    """Sample ``num_samples`` completions for each prompt (a list of token-id lists), each
+    until ``stop`` (``stopping.stop_condition``) holds or ``max_new_tokens`` are generated.
 
     With a mesh, the batch is split over its data axes (``params`` should already be placed with
     ``models.shard_params``); the result equals the unsharded one for the same ``rng``. The number
@@ -183,9 +192,9 @@ def generate(cfg: ModelConfig, params, prompts, rng, num_samples: int = 1,
             raise ValueError(f"{len(prompts)} prompts do not split over the mesh's data axes "
                              f"({data_size} ways)")
         tokens, mask = jax.device_put((tokens, mask), sharding)
-    out = _generate(cfg, params, tokens, mask, rng, num_samples=num_samples,
-                    max_new_tokens=max_new_tokens, temperature=float(temperature),
-                    top_p=float(top_p), top_k=int(top_k),
-                    stop_tokens=tuple(int(s) for s in stop_tokens), pad_id=int(pad_id),
-                    mesh=mesh)
+    out = _generate(cfg, params, tokens, mask, rng, padded_table(stop, cfg.vocab_size),
+                    num_samples=num_samples, max_new_tokens=max_new_tokens,
+                    temperature=float(temperature), top_p=float(top_p), top_k=int(top_k),
+                    stop_ids=tuple(int(s) for s in stop.token_ids),
+                    stop_strings=tuple(stop.strings), pad_id=int(pad_id), mesh=mesh)
     return out._replace(prompts=tokens, prompt_mask=mask)

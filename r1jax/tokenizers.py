@@ -4,7 +4,7 @@
     ids = tok.encode(text)           # list[int], no special tokens unless add_bos=True
     text = tok.decode(ids)           # special tokens dropped; the caller strips padding first
     stop = tok.token_to_id("</answer>")   # None where the string is not a single token
-    stop_ids = stop_token_ids(tok, ("</answer>",))   # eos and </answer>; error if not one token
+    pieces = tok.token_bytes()       # each id's UTF-8 bytes as decode writes them (stop strings)
 
 `train_sentencepiece` trains the toy world's tokenizer.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -36,20 +37,28 @@ class Tokenizer(Protocol):
 
     def token_to_id(self, piece: str) -> int | None: ...
 
+    def token_bytes(self) -> list[bytes]: ...
 
-def stop_token_ids(tokenizer: Tokenizer, stop_strings: Sequence[str] = (),
-                   extra_ids: Sequence[int] = ()) -> tuple[int, ...]:
-    """The ids generation stops on: eos, ``extra_ids``, and the id of each stop string, without
-    repeats. The sampler stops on single ids, so a stop string that is not one token of the
-    tokenizer is an error naming it."""
-    ids = [tokenizer.eos_id, *extra_ids]
-    for string in stop_strings:
-        token = tokenizer.token_to_id(string)
-        if token is None:
-            raise ValueError(f"stop string {string!r} is not a single token of the tokenizer "
-                             f"(generation stops on single token ids)")
-        ids.append(token)
-    return tuple(dict.fromkeys(int(i) for i in ids))
+
+def _byte_level_alphabet() -> dict[str, int]:
+    """GPT-2's byte-level BPE alphabet (Qwen's, Llama-3's): the character standing for each
+    byte. Printable Latin-1 bytes stand for themselves; the others are shifted past 255."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
+                 *range(ord("®"), ord("ÿ") + 1)]
+    shifted = (b for b in range(256) if b not in printable)
+    chars = {chr(b): b for b in printable}
+    chars.update({chr(256 + i): b for i, b in enumerate(shifted)})
+    return chars
+
+
+def _piece_bytes(piece: str, byte_level: dict[str, int] | None) -> bytes:
+    """The bytes a vocabulary piece decodes to: through the byte-level alphabet, or as
+    SentencePiece writes pieces ("▁" for a space, "<0x0A>" for a byte of byte fallback)."""
+    if byte_level is not None:
+        return bytes(byte_level[c] for c in piece)
+    if re.fullmatch(r"<0x[0-9A-Fa-f]{2}>", piece):
+        return bytes([int(piece[3:5], 16)])
+    return piece.replace("▁", " ").encode()
 
 
 def _as_list(ids) -> list[int]:
@@ -134,6 +143,18 @@ class HFTokenizer:
     def token_to_id(self, piece: str) -> int | None:
         return self._tok.token_to_id(piece)
 
+    def token_bytes(self) -> list[bytes]:
+        """Each id's bytes as ``decode`` writes them: special tokens none, other added tokens
+        their text, vocabulary pieces through the decoder (byte-level or SentencePiece-style)."""
+        byte_level = (_byte_level_alphabet() if '"ByteLevel"' in json.dumps(
+            json.loads(self._tok.to_str()).get("decoder")) else None)
+        pieces = [b""] * self.vocab_size
+        for piece, i in self._tok.get_vocab(with_added_tokens=False).items():
+            pieces[i] = _piece_bytes(piece, byte_level)
+        for i, added in self._tok.get_added_tokens_decoder().items():
+            pieces[i] = b"" if added.special else added.content.encode()
+        return pieces
+
 
 class SentencePieceTokenizer:
     """A SentencePiece `.model`; bos/eos/pad from the model, pad = eos where it has none (-1)."""
@@ -170,6 +191,12 @@ class SentencePieceTokenizer:
     def token_to_id(self, piece: str) -> int | None:
         token_id = self._sp.piece_to_id(piece)  # the unk id for unknown pieces
         return token_id if self._sp.id_to_piece(token_id) == piece else None
+
+    def token_bytes(self) -> list[bytes]:
+        """Each id's bytes as ``decode`` writes them (control pieces none, unk its " ⁇ ")."""
+        sp = self._sp
+        return [b"" if sp.is_control(i) else sp.decode([i]).encode() if sp.is_unknown(i)
+                else _piece_bytes(sp.id_to_piece(i), None) for i in range(self.vocab_size)]
 
 
 def load_tokenizer(path: str | os.PathLike) -> Tokenizer:

@@ -86,13 +86,13 @@ def test_a_toy_benchmark_reads_what_tfds_builder_wrote(toy_dir):
 def test_the_training_loop_evaluates_on_a_tfds_source(toy_dir):
     config = main.load_experiment(str(EXPERIMENTS / "aha_tiny.py"))  # levels 1 and 2
     config.eval.update(data_file="tfds:toy_world/sums_small", data_dir=str(toy_dir), n_problems=6)
-    problems = evaluate.held_out_problems(config)
+    problems = evaluate.held_out_problems(config, config.eval.benchmark)
     made = [p for p in tasks.make_split("sums", "test", 30, seed=3) if p["level"] in (1, 2)]
     assert [{k: v for k, v in p.items() if k != "prompt"} for p in problems] == made[:6]
     assert all(p["prompt"] == r1_zero_prompt(p["question"]) for p in problems)
     config.eval.update(data_file="tfds:toy_world/no_such_set")
     with pytest.raises(FileNotFoundError, match="no_such_set"):
-        evaluate.held_out_problems(config)
+        evaluate.held_out_problems(config, config.eval.benchmark)
 
 
 def without_ids(problems):

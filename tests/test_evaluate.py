@@ -19,6 +19,7 @@ from r1jax import (
     policy,
     rewards,
     sampling,
+    stopping,
     templates,
     tokenizers,
 )
@@ -233,7 +234,7 @@ def test_all_samples_of_a_batch_of_problems_go_to_the_sampler_in_one_call(
                 for p in benchmarks_data.load("toy_arithmetic", n=10)]
     kwargs = {"k": 2, "max_new_tokens": 8, "reward": BENCHMARKS["toy_arithmetic"].reward,
               "prompts_per_batch": 5, "mesh": mesh,
-              "stop_tokens": (tokenizer.eos_id, tokenizer.token_to_id("</answer>"))}
+              "stop": stopping.stop_condition(tokenizer, ("</answer>",))}
     summary, records = evaluate.run(CFG, params, tokenizer, problems, rng=jax.random.key(0),
                                     **kwargs)
     # 5 prompts per call, rounded up to the 8 data-parallel devices: 2 calls, the last padded.

@@ -7,6 +7,7 @@ import pytest
 
 from r1jax import models, sampling
 from r1jax.mesh import make_mesh
+from r1jax.stopping import StopCondition
 
 CFG = models.get_config("tiny")  # GQA: 4 query heads over 2 kv heads
 PROMPTS = [[5, 9, 17], [3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5], [200], [7, 7, 7, 7, 7, 7]]
@@ -89,7 +90,7 @@ def test_stop_tokens_give_lengths_masks_and_padding(params):
     # Stop on tokens the free run emitted at various steps.
     stops = tuple({int(free.tokens[r, t]) for r, t in [(0, 2), (5, 6), (9, 0), (14, 4)]})
     out = sampling.generate(CFG, params, PROMPTS, jax.random.key(5), num_samples=4,
-                            max_new_tokens=N, stop_tokens=stops, pad_id=pad_id)
+                            max_new_tokens=N, stop=StopCondition(stops), pad_id=pad_id)
     for row in range(out.tokens.shape[0]):
         free_row = free.tokens[row].tolist()
         hits = [t for t, tok in enumerate(free_row) if tok in stops]

@@ -68,12 +68,19 @@ def test_hf_specials_vocab_and_token_to_id(hf_dir):
     assert tok.token_to_id("</answer>") == tok.vocab_size - 1
 
 
-def test_stop_token_ids_are_single_ids_and_name_a_string_that_is_not(hf_dir):
-    tok = tk.load_tokenizer(hf_dir)
-    answer_end = tok.token_to_id("</answer>")
-    assert tk.stop_token_ids(tok, ("</answer>",), extra_ids=(1, 7)) == (1, 7, answer_end)
-    with pytest.raises(ValueError, match="'not a token' is not a single token"):
-        tk.stop_token_ids(tok, ("</answer>", "not a token"))
+def test_token_bytes_spell_what_decode_writes(hf_dir, tmp_path):
+    """Joining the ids' bytes gives decode's text, for byte-level BPE (multi-byte characters
+    split over tokens included) and SentencePiece with byte fallback, specials giving none."""
+    spm_tok = tk.train_sentencepiece(TEXTS * 5, tmp_path / "sp", vocab_size=400)
+    texts = TEXTS + ["héllo wörld 日本語 </answer>\n\n  x", "\t<think>é</think>"]
+    for tok in (tk.load_tokenizer(hf_dir), spm_tok):
+        pieces = tok.token_bytes()
+        assert len(pieces) == tok.vocab_size and pieces[tok.eos_id] == b""
+        for text in texts:
+            ids = tok.encode(text)
+            assert b"".join(pieces[i] for i in ids) == tok.decode(ids).encode() == text.encode()
+        ids = tok.encode(texts[-2]) + [tok.eos_id]
+        assert b"".join(pieces[i] for i in ids) == tok.decode(ids).encode()
 
 
 def test_hf_round_trip_and_specials(hf_dir):

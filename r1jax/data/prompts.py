@@ -5,7 +5,7 @@ published in, as a checkpointable grain iterator of batches in a prompt template
         {"path": "data/MATH/train", "format": "math", "reward": "accuracy"},
         {"path": "tfds:gsm8k:train", "format": "gsm8k", "reward": "accuracy", "n": 2000},
         {"path": "countdown.parquet", "format": "countdown", "reward": "countdown"},
-    ]
+    ]   # or named: {"math": {...}, "gsm8k": {...}}, so --config.data.sources.math.path=... works
     config.data.template = "r1_zero"     # or "r1_usage" / "auto": the tokenizer's chat template
     batches = prompt_batches_for(config, batch_size=8, seed=0)  # what rl.job trains on
     state = batches.get_state()          # the loop checkpoints it; set_state resumes exactly
@@ -203,14 +203,40 @@ def load_source(spec) -> list[dict]:
 
 
 def prompt_batches(data_config, batch_size: int, seed: int,
-                   to_prompt: Callable[[str], str] = templates.r1_zero_prompt):
+                   to_prompt: Callable[[str], str] = templates.r1_zero_prompt,
+                   prompt_tokens: Callable[[str], int] | None = None):
     """A checkpointable iterator (get_state/set_state) of shuffled, repeated batches of the
-    examples of `data_config.sources`, each with its question in the template `to_prompt`."""
+    examples of `data_config.sources`, each with its question in the template `to_prompt`.
+    With `prompt_tokens` (prompt -> its token count), prompts longer than
+    `data_config.max_prompt_tokens` are an error, or dropped with `drop_long_prompts`."""
     from r1jax.data import pipeline
 
     examples = [{**example, "prompt": to_prompt(example["question"])}
-                for spec in data_config.sources for example in load_source(spec)]
+                for spec in source_specs(data_config.sources) for example in load_source(spec)]
+    if prompt_tokens is not None:
+        examples = within_length(examples, prompt_tokens, data_config.max_prompt_tokens,
+                                 data_config.drop_long_prompts)
     return iter(pipeline.prompt_dataset(examples, batch_size, seed))
+
+
+def within_length(examples: list[dict], prompt_tokens: Callable[[str], int], limit: int,
+                  drop: bool) -> list[dict]:
+    """The examples whose prompt is at most `limit` tokens; a longer one is an error naming it
+    (the sampler's shapes and the model's positions were sized for `limit`) unless `drop`."""
+    lengths = [prompt_tokens(example["prompt"]) for example in examples]
+    kept = [example for example, n in zip(examples, lengths) if n <= limit]
+    if len(kept) < len(examples):
+        longest = max(range(len(examples)), key=lengths.__getitem__)
+        report = (f"{len(examples) - len(kept)} of {len(examples)} prompts are longer than "
+                  f"data.max_prompt_tokens={limit} (the longest, example "
+                  f"{examples[longest]['id']!r}, has {lengths[longest]} tokens)")
+        if not drop:
+            raise ValueError(f"{report}: raise max_prompt_tokens or set "
+                             f"data.drop_long_prompts=True to leave them out")
+        print(f"{report}: left out (data.drop_long_prompts)")
+    if not kept:
+        raise ValueError(f"no prompt is within data.max_prompt_tokens={limit}")
+    return kept
 
 
 def prompt_template(template: str, tokenizer_dir) -> Callable[[str], str]:
@@ -225,18 +251,28 @@ def prompt_template(template: str, tokenizer_dir) -> Callable[[str], str]:
     return templates.prompt_function(template, tokenizer_dir)[1]
 
 
+def source_specs(sources) -> list:
+    """The source specs of ``config.data.sources``: a sequence of specs, or named specs (a
+    mapping or ConfigDict, read in name order), whose names let a command line set one source's
+    field: ``--config.data.sources.math.path=/data/MATH/train``."""
+    return [sources[name] for name in sorted(sources.keys())] if hasattr(sources, "keys") \
+        else list(sources)
+
+
 def _check_rewards(sources, configured) -> None:
     """Each source's reward must be a configured reward term, so that a misspelt name stops the
     job now rather than going unnoticed until the pool scores by source."""
-    for spec in map(_checked, sources):
+    for spec in map(_checked, source_specs(sources)):
         if spec["reward"] not in configured:
             raise ValueError(f"prompt source {spec['path']!r}: reward {spec['reward']!r} is not "
                              f"in config.rewards ({', '.join(configured)})")
 
 
-def prompt_batches_for(config, batch_size: int, seed: int):
+def prompt_batches_for(config, batch_size: int, seed: int,
+                       prompt_tokens: Callable[[str], int] | None = None):
     """The RL job's prompt batches: from `config.data.sources` in `config.data.template`
-    ("r1_zero" when unset) when the config lists sources, else the toy world's problems."""
+    ("r1_zero" when unset) when the config lists sources (their length checked by
+    `prompt_tokens`, see `prompt_batches`), else the toy world's problems."""
     if not config.data.get("sources"):
         from r1jax import toy
 
@@ -244,4 +280,4 @@ def prompt_batches_for(config, batch_size: int, seed: int):
     _check_rewards(config.data.sources, config.rewards)
     to_prompt = prompt_template(config.data.get("template", "r1_zero"),
                                 config.tokenizer or config.model.hf_path)
-    return prompt_batches(config.data, batch_size, seed, to_prompt)
+    return prompt_batches(config.data, batch_size, seed, to_prompt, prompt_tokens)

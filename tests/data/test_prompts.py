@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 import tensorflow_datasets as tfds
 
-from r1jax import cli, rl, templates, toy
+from r1jax import cli, policy, rl, templates, toy
 from r1jax.data import prompts
 from r1jax.data.benchmarks import read_records
 
@@ -259,12 +259,12 @@ def test_without_sources_the_toy_world_is_unchanged(tmp_path):
     assert [next(ours) for _ in range(3)] == [next(theirs) for _ in range(3)]
 
 
-def test_the_rl_job_stops_at_a_malformed_row_before_loading_a_model(tmp_path):
+def test_the_rl_job_stops_at_a_malformed_row_before_loading_a_model(tmp_path, monkeypatch):
     path = tmp_path / "gsm8k.jsonl"
     path.write_text('{"question": "q", "answer": "no final line"}\n')
     config = toy_config(sources=[{"path": str(path), "format": "gsm8k",
-                                            "reward": "accuracy"}])
-    config.model.hf_path = str(tmp_path / "no_checkpoint")  # loading it would fail differently
+                                            "reward": "accuracy"}], tokenizer_documents=50)
+    monkeypatch.setattr(policy, "load_policy", lambda *args, **kwargs: pytest.fail("loaded"))
     with pytest.raises(ValueError, match=f"^{re.escape(str(path))}, line 1: the answer has no"):
         rl.job(config, str(tmp_path / "run"))
 
