@@ -299,7 +299,7 @@ def job(config, workdir: str) -> None:
         params = base[1]
     base_eval = hook(0, params) if hook else {}
     with rewards.RewardScorer(dict(config.rewards), config.reward_workers,
-                              config.reward_timeout_s) as scorer:
+                              config.reward_timeout_s, prompts.source_rewards(config.data)) as scorer:
         result = train(config.rl, workdir, cfg, params, tokenizer, scorer, examples, mesh, hook)
     if result.finished:
         final = result.state["params"]

@@ -184,7 +184,10 @@ def rollout_metrics(ro: Rollout, group_size: int, correctness_reward: str) -> di
         out[f"reward/{name}"] = float(np.nanmean(values)) if np.isfinite(values).any() else 0.0
     for key, value in ro.reward_stats.items():  # wall-clock figures go with the other timings
         out[key.replace("reward/", "time/reward_") if key.endswith("_s") else key] = float(value)
-    correct = np.nan_to_num(ro.terms.get(correctness_reward, ro.rewards)) > 0.5
+    # Each completion is judged by the reward its example names (a prompt source's), else this.
+    correct = np.array([np.nan_to_num(ro.terms.get(ex.get("reward", correctness_reward),
+                                                   ro.rewards)[i]) > 0.5
+                        for i, ex in enumerate(ro.examples)], bool)
     formatted = (ro.terms["format"] >= 1.0 if "format" in ro.terms
                  else np.ones(len(ro.texts), bool))
     out.update(metrics.rollout_stats(ro.texts, ro.lengths, correct, ro.truncated, formatted))

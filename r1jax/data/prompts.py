@@ -24,10 +24,10 @@ tfds dataset in the source's "data_dir" (tfds's default when left out), read as
     prompt      a plain {prompt, answer} JSONL, `prompt` being the question text
 
 Each example is {"id", "question", "answer", "reward", "prompt"} (+ "numbers", "target" for
-countdown). "reward" is its source's reward name, so a mix of sources can be scored per source;
-the reward pool (`r1jax.rewards.RewardScorer`) does not read it yet but scores every example with
-every configured term, so sources that need different rewards need the pool to honour it first.
-Each source's reward must be one of the configured terms (`config.rewards`).
+countdown). "reward" is its source's reward name: in the RL job that reward scores only its own
+sources' completions (`source_rewards`, the pool's ``scoped``), while rewards no source names
+(format, language) score all. Each source's reward must be one of the configured terms
+(`config.rewards`).
 
 Every row is parsed when its source is loaded, so a malformed one (a missing column, a gold
 answer that does not parse) is a ValueError naming the file and line (the row, counted from 1,
@@ -257,6 +257,12 @@ def source_specs(sources) -> list:
     field: ``--config.data.sources.math.path=/data/MATH/train``."""
     return [sources[name] for name in sorted(sources.keys())] if hasattr(sources, "keys") \
         else list(sources)
+
+
+def source_rewards(data_config) -> frozenset:
+    """The rewards the prompt sources name: each scores only its own sources' completions
+    (`rewards.RewardScorer`'s ``scoped``)."""
+    return frozenset(spec["reward"] for spec in source_specs(data_config.get("sources") or ()))
 
 
 def _check_rewards(sources, configured) -> None:

@@ -17,6 +17,11 @@ own:
   zero and at most `timeout_s` of one worker; the rest of the batch is scored normally.
 - A NaN from a reward function (an example that cannot be scored) passes through, and the total
   is NaN there (see `registry.weighted_sum`).
+- `scoped` rewards score only the examples that name them (`example["reward"]`, which RL prompt
+  sources set): in a mix of MATH and Countdown prompts, "accuracy" scores the MATH completions and
+  "countdown" the Countdown ones, while unscoped rewards (format, language) score every one (and
+  every reward scores an example that names none). A scoped reward is not called on other
+  examples; its term is NaN there and adds nothing to the total.
 Functions registered with `rewards.register` and languages registered with
 `rewards.register_language` before the scorer is created are sent to its workers.
 """
@@ -38,9 +43,16 @@ _CHUNKS_PER_WORKER = 4
 _START_TIMEOUT_S = 120.0  # a first start imports sympy, math-verify and lingua in the fork server
 
 
-def _serve(conn, fns: dict, languages: dict) -> None:
+def applies(name: str, example: dict, scoped) -> bool:
+    """Whether reward `name` scores `example`: unscoped rewards score every example, scoped ones
+    those that name them or name no reward."""
+    return name not in scoped or example.get("reward") in (None, name)
+
+
+def _serve(conn, fns: dict, languages: dict, scoped: frozenset) -> None:
     """Worker loop: for each task (first reward index, completions, examples), one message
-    (value, failed, seconds) per reward call, in completion-major order."""
+    (value, failed, seconds) per reward, in completion-major order (NaN, uncalled, where the
+    reward does not apply)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which closes us
     hard = resource.getrlimit(resource.RLIMIT_AS)[1]
     soft = WORKER_MEMORY_BYTES if hard == resource.RLIM_INFINITY else min(hard, WORKER_MEMORY_BYTES)
@@ -59,6 +71,9 @@ def _serve(conn, fns: dict, languages: dict) -> None:
         first, completions, examples = task
         for i, (completion, example) in enumerate(zip(completions, examples, strict=True)):
             for name in names[first if i == 0 else 0 :]:
+                if not applies(name, example, scoped):
+                    conn.send((math.nan, False, 0.0))
+                    continue
                 start = time.perf_counter()
                 try:
                     value = np.asarray(fns[name]([completion], [example]), dtype=np.float64)
@@ -73,9 +88,10 @@ def _serve(conn, fns: dict, languages: dict) -> None:
 
 
 class _Worker:
-    def __init__(self, context, fns: dict, languages: dict):
+    def __init__(self, context, fns: dict, languages: dict, scoped: frozenset):
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=_serve, args=(child, fns, languages), daemon=True)
+        self.process = context.Process(target=_serve, args=(child, fns, languages, scoped),
+                                       daemon=True)
         self.process.start()
         child.close()
         self.position = None  # [next completion, end of chunk, next reward index] while busy
@@ -99,6 +115,8 @@ class _Batch:
         self.scorer, self.completions, self.examples = scorer, completions, examples
         self.names, n = list(scorer.weights), len(completions)
         self.values = np.zeros((len(self.names), n))
+        self.applies = np.array([[applies(name, ex, scorer.scoped) for ex in examples]
+                                 for name in self.names], bool).reshape(len(self.names), n)
         self.errors, self.timeouts = collections.Counter(), collections.Counter()
         self.slowest = collections.defaultdict(float)
         chunk = max(1, math.ceil(n / (_CHUNKS_PER_WORKER * len(scorer.workers))))
@@ -168,17 +186,19 @@ class _Batch:
         for k, name in enumerate(self.names):
             stats[f"reward/{name}_errors"] = self.errors[name]
             stats[f"reward/{name}_timeouts"] = self.timeouts[name]
-            stats[f"reward/{name}_unscorable"] = int(np.isnan(self.values[k]).sum())
+            stats[f"reward/{name}_unscorable"] = int(np.isnan(self.values[k][self.applies[k]]).sum())
             stats[f"reward/{name}_slowest_s"] = self.slowest[name]
         return stats
 
 
 class RewardScorer:
     """Scores completions with {reward name: weight} in `num_workers` processes; each call of a
-    reward function on one completion may take at most `timeout_s` seconds. Not thread-safe: one
-    `score` at a time. Close it (or use it as a context manager) to stop the workers."""
+    reward function on one completion may take at most `timeout_s` seconds; `scoped` rewards score
+    only the examples that name them (see the module docstring). Not thread-safe: one `score` at
+    a time. Close it (or use it as a context manager) to stop the workers."""
 
-    def __init__(self, weights: dict[str, float], num_workers: int = 2, timeout_s: float = 10.0):
+    def __init__(self, weights: dict[str, float], num_workers: int = 2, timeout_s: float = 10.0,
+                 scoped=()):
         if not weights:
             raise ValueError("RewardScorer needs at least one reward in `weights`")
         if num_workers < 1:
@@ -192,6 +212,10 @@ class RewardScorer:
             )
         self.weights = dict(weights)
         self.timeout_s = timeout_s
+        self.scoped = frozenset(scoped)
+        if self.scoped - self.weights.keys():
+            raise ValueError(f"scoped rewards {sorted(self.scoped - self.weights.keys())} are not "
+                             f"among the configured ones ({', '.join(self.weights)})")
         self._fns = {name: registry.get(name) for name in self.weights}
         self._languages = language.custom_languages()
         self._context = multiprocessing.get_context("forkserver")
@@ -201,7 +225,7 @@ class RewardScorer:
             worker.wait_ready()
 
     def _new_worker(self) -> _Worker:
-        return _Worker(self._context, self._fns, self._languages)
+        return _Worker(self._context, self._fns, self._languages, self.scoped)
 
     def replace(self, worker: _Worker) -> None:
         worker.kill()
@@ -224,7 +248,9 @@ class RewardScorer:
                 self.replace(worker)
             raise
         terms = dict(zip(batch.names, batch.values, strict=True))
-        return registry.weighted_sum(terms, self.weights), terms, batch.stats()
+        applied = {name: np.where(batch.applies[k], terms[name], 0.0)
+                   for k, name in enumerate(batch.names)}
+        return registry.weighted_sum(applied, self.weights), terms, batch.stats()
 
     def close(self) -> None:
         for worker in self.workers:

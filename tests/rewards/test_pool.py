@@ -113,3 +113,23 @@ def test_registry():
     assert rewards.get("format") is rewards.get("format")
     with pytest.raises(ValueError, match="already registered"):
         rewards.register("format", misbehaving_rewards.misbehaving)
+
+
+def test_scoped_rewards_score_only_the_examples_that_name_them():
+    """A mix of MATH and Countdown prompts: each correctness reward scores its own examples (it is
+    not even called on the others, so a Countdown reward never sees a MATH example), format
+    scores all, and an example naming no reward gets every term."""
+    examples = [{"answer": "1000", "reward": "accuracy"},
+                {"numbers": [3, 5, 7], "target": 22, "reward": "countdown"},
+                {"answer": "1000", "numbers": [1, 2], "target": 3}]
+    completions = [GOOD, "<think>x</think> <answer>3 * 5 + 7</answer>", GOOD]
+    weights = {"accuracy": 1.0, "countdown": 2.0, "format": 0.5}
+    with rewards.RewardScorer(weights, num_workers=1, scoped={"accuracy", "countdown"}) as s:
+        total, terms, stats = s.score(completions, examples)
+    np.testing.assert_array_equal(terms["accuracy"], [1.0, np.nan, 1.0])
+    np.testing.assert_array_equal(terms["countdown"], [np.nan, 1.0, 0.1])
+    np.testing.assert_array_equal(terms["format"], [1.0, 1.0, 1.0])
+    np.testing.assert_allclose(total, [1.5, 2.5, 1.0 + 0.2 + 0.5])
+    assert stats["reward/countdown_errors"] == stats["reward/countdown_unscorable"] == 0
+    with pytest.raises(ValueError, match=r"scoped rewards \['countdown'\] are not among"):
+        rewards.RewardScorer({"accuracy": 1.0}, scoped={"countdown"})

@@ -156,6 +156,22 @@ def test_dynamic_sampling_keeps_only_informative_groups(tmp_path, tokenizer, sco
     assert out.reward_stats == {"reward/x_errors": 2}  # counts over all batches sampled
 
 
+def test_each_completion_counts_as_correct_by_the_reward_its_example_names():
+    """Mixed sources: accuracy judges the MATH rows, countdown the Countdown rows (NaN where a
+    scoped reward did not apply), the configured correctness reward the rows naming none."""
+    n = 4
+    ro = rollout.Rollout(
+        examples=[{"reward": "accuracy"}, {"reward": "countdown"}, {"reward": "countdown"}, {}],
+        prompts=np.zeros((n, 2), np.int32), prompt_mask=np.ones((n, 2), bool),
+        tokens=np.zeros((n, 3), np.int32), mask=np.ones((n, 3), bool),
+        logprobs=np.zeros((n, 3), np.float32), lengths=np.full(n, 3),
+        truncated=np.zeros(n, bool), texts=["a"] * n, rewards=np.array([1.0, 1.0, 0.1, 1.0]),
+        terms={"accuracy": np.array([1.0, np.nan, np.nan, 1.0]),
+               "countdown": np.array([np.nan, 1.0, 0.1, 0.0])}, reward_stats={})
+    assert rollout.rollout_metrics(ro, 2, "accuracy")["accuracy"] == 0.75
+    assert rollout.rollout_metrics(ro, 2, "countdown")["accuracy"] == 0.5
+
+
 def test_dynamic_sampling_runs_in_the_loop(tmp_path, tokenizer, scorer):
     _, history = run(tmp_path, tokenizer, scorer, steps=2, dynamic_sampling=True)
     assert all(1 <= h["dynamic_sampling/batches"] <= 4 for h in history)
