@@ -30,7 +30,9 @@ setup(
         "pyarrow",
     ],
     extras_require={
-        "test": ["pytest", "hypothesis"],
+        # jax[tpu] brings libtpu, with which tests compile the RL steps for TPU topologies on
+        # this CPU (python -m r1jax.compile_check); the tests themselves run on CPU devices.
+        "test": ["pytest", "hypothesis", "jax[tpu]"],
         # transformers (with CPU torch) writes the parity fixtures and runs the live parity tests.
         "hf": ["transformers>=4.45", "torch"],
         "tpu": ["jax[tpu]"],

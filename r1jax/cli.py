@@ -12,12 +12,14 @@ import os
 import sys
 
 from absl import flags
+from ml_collections import config_flags
 
 # Flags more than one command takes, defined once: absl's FLAGS is global to the process, where a
 # name can be defined only once, and the tests import every command's module together.
 WORKDIR = flags.DEFINE_string("workdir", None, "an r1jax run's directory (checkpoints, metrics, "
                               "plots, config.json)")
 OUT = flags.DEFINE_string("out", None, "where the command writes its result")
+CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config file[:argument]")
 DTYPE = flags.DEFINE_string("dtype", "", "parameter dtype, float32 or bfloat16 (default: the "
                             "command's own, see its --help)")
 CPU_DEVICES = flags.DEFINE_integer(

@@ -11,12 +11,10 @@ import os
 import sys
 
 from absl import logging
-from ml_collections import config_flags
 
 from r1jax import cli
 from r1jax.cli import load_experiment  # noqa: F401  (r1jax.main.load_experiment for notebooks)
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config file[:argument]")
 
 # config.job -> the function that runs it, as "module:function" (imported only when it runs, so
 # that --cpu_devices takes effect before anything starts a JAX backend).
@@ -29,7 +27,7 @@ JOBS = {
 
 def main(argv: list[str]) -> None:
     cli.parse("r1jax.main", argv)
-    config, workdir = _CONFIG.value, cli.WORKDIR.value
+    config, workdir = cli.CONFIG.value, cli.WORKDIR.value
     cli.require("r1jax.main", config=config, workdir=workdir)
     if config.job not in JOBS:
         sys.exit(f"r1jax.main: config.job={config.job!r} is not one of {sorted(JOBS)}")

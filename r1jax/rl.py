@@ -159,11 +159,10 @@ def learn(c, cfg, s: UpdateSettings, state: dict, ro: Rollout, rng, mesh):
                  loss_mask=loss_mask, logprobs=ro.logprobs,
                  advantages=advantages.astype(np.float32))
     n_rows = len(ro.lengths)
-    if s.kl_coef:  # in minibatch-sized chunks, to bound memory like the updates
+    if s.kl_coef:  # in microbatch-sized chunks, to bound memory as the updates do
         batch["ref_logprobs"] = np.concatenate([np.asarray(reference_logprobs(
-            cfg, s, state["ref_params"], _put(mesh, {k: v[rows] for k, v in
-                                                                 batch.items()})))
-            for rows in np.split(np.arange(n_rows), c.num_minibatches)])
+            cfg, s, state["ref_params"], _put(mesh, {k: v[rows] for k, v in batch.items()})))
+            for rows in np.split(np.arange(n_rows), c.num_minibatches * c.microbatches)])
     else:
         batch["ref_logprobs"] = np.zeros_like(ro.logprobs)
     params, opt_state, outs = state["params"], state["opt_state"], []
@@ -191,6 +190,18 @@ def update_metrics(out: dict, advantages) -> dict:
             "updates/skipped": out["skipped"]}
 
 
+def check_batch(c, mesh) -> None:
+    """The prompts split over the mesh's data-parallel devices, and each microbatch too."""
+    data_size = data_parallel_size(mesh)
+    if c.prompts_per_step % data_size:
+        raise ValueError(f"prompts_per_step={c.prompts_per_step} does not split over the mesh's "
+                         f"{data_size} data-parallel devices")
+    if (c.prompts_per_step * c.group_size) % (c.num_minibatches * c.microbatches * data_size):
+        raise ValueError(f"{c.prompts_per_step * c.group_size} rollout rows do not split into "
+                         f"num_minibatches={c.num_minibatches} x microbatches={c.microbatches} "
+                         f"x {data_size} data-parallel devices")
+
+
 def train(c, workdir, cfg, params, tokenizer, scorer, examples, mesh,
           evaluate=None) -> loop.RunResult:
     """Run (or resume) RL training with settings ``c`` (``default_config``'s keys).
@@ -201,14 +212,7 @@ def train(c, workdir, cfg, params, tokenizer, scorer, examples, mesh,
     """
     settings = UpdateSettings.from_config(c)
     collector = Collector(RolloutSettings.from_config(c), cfg, tokenizer, scorer, mesh)
-    data_size = data_parallel_size(mesh)
-    if c.prompts_per_step % data_size:
-        raise ValueError(f"prompts_per_step={c.prompts_per_step} does not split over the mesh's "
-                         f"{data_size} data-parallel devices")
-    if (c.prompts_per_step * c.group_size) % (c.num_minibatches * c.microbatches * data_size):
-        raise ValueError(f"{c.prompts_per_step * c.group_size} rollout rows do not split into "
-                         f"num_minibatches={c.num_minibatches} x microbatches={c.microbatches} "
-                         f"x {data_size} data-parallel devices")
+    check_batch(c, mesh)
     params = models.shard_params(cfg, params, mesh)
     # Copies: the updates donate their inputs, and the caller's arrays must survive the run.
     state = {"params": jax.tree.map(jnp.copy, params), "ref_params": jax.tree.map(jnp.copy, params),
@@ -298,8 +302,9 @@ def job(config, workdir: str) -> None:
             return  # SIGTERM during pretraining: checkpointed; a rerun resumes it
         params = base[1]
     base_eval = hook(0, params) if hook else {}
+    scoped = prompts.source_rewards(config.data)
     with rewards.RewardScorer(dict(config.rewards), config.reward_workers,
-                              config.reward_timeout_s, prompts.source_rewards(config.data)) as scorer:
+                              config.reward_timeout_s, scoped) as scorer:
         result = train(config.rl, workdir, cfg, params, tokenizer, scorer, examples, mesh, hook)
     if result.finished:
         final = result.state["params"]

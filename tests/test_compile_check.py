@@ -1,0 +1,64 @@
+"""The RL steps compiled for a TPU topology on this CPU (libtpu, no TPU): each process compiles
+in its own subprocess, so libtpu never loads into the test process."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from r1jax import compile_check
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOY = os.path.join(REPO, "experiments", "r1_zero_toy.py") + ":smoke"
+
+
+def run_check(*args) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TPU_WORKER_HOSTNAMES": "localhost"}  # quiets libtpu's host lookup
+    return subprocess.run([sys.executable, "-m", "r1jax.compile_check", *args], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def libtpu():
+    pytest.importorskip("libtpu", reason="the tpu extra (jax[tpu]) brings libtpu")
+
+
+def test_the_toy_smoke_compiles_for_a_v5e_slice_and_fits():
+    result = run_check(f"--config={TOY}", "--topology=v5e:2x2",
+                       "--config.rl.prompts_per_step=4", "--config.rl.kl_coef=0.01")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "4 x TPU v5 lite, mesh {'data': 4, 'fsdp': 1, 'tensor': 1}" in result.stdout
+    rows = [line.split("|")[1].strip() for line in result.stdout.splitlines()
+            if line.startswith("| ") and not line.startswith("| step")]
+    assert rows == ["sample", "reference", "update"]
+    assert "does not fit" not in result.stdout
+
+
+def test_a_step_too_large_for_the_slice_is_reported_with_what_to_turn():
+    # 16,384 rollout rows in one microbatch: the update's activations and logits need about
+    # 55 GiB per 16 GiB v5e chip, and XLA refuses to compile it.
+    result = run_check(f"--config={TOY}", "--topology=v5e:2x2",
+                       "--config.rl.prompts_per_step=256", "--config.rl.group_size=64")
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "update does not fit: RESOURCE_EXHAUSTED" in result.stdout
+    assert "rl.microbatches" in result.stdout and "sample does not fit" not in result.stdout
+
+
+def test_a_batch_that_does_not_split_over_the_slice_is_one_sentence():
+    result = run_check(f"--config={TOY}", "--topology=v5e:2x2")
+    assert result.returncode == 1
+    assert result.stderr.strip().endswith(
+        "r1jax.compile_check: prompts_per_step=2 does not split over the mesh's 4 data-parallel "
+        "devices")
+
+
+def test_the_fit_report_adds_up_the_parts_against_the_chip():
+    chip = compile_check.Chip(hbm_bytes=100, bf16_flops=1e9, hbm_bytes_per_s=1e6)
+    fits = compile_check.StepReport("sample", 10, 5, 20, 0, 55, 2e6, 4e3)  # peak 90: 90% of HBM
+    over = compile_check.StepReport("update", 40, 40, 10, 40, 41, 1e6, 1e3)  # peak 91
+    assert (fits.peak, over.peak) == (90, 91)
+    table, ok = compile_check.fit_report([fits], {}, chip)
+    assert ok and "| 90% | 0.0 | 2.0 ms | 4.0 ms |" in table
+    table, ok = compile_check.fit_report([fits, over], {}, chip)
+    assert not ok and "update does not fit" in table and "sample does not fit" not in table
