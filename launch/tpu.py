@@ -34,6 +34,9 @@ RUNTIME_VERSIONS = {
 }
 _ACCELERATOR = re.compile(r"(v4|v5litepod|v5p|v6e)-[1-9][0-9]*")
 
+# r1jax.main's exit status for a run stopped by SIGTERM after checkpointing (kept equal by a
+# test; launch does not import r1jax, so that it runs where only gcloud and git are).
+STOPPED_EXIT = 75
 REMOTE_DIR = "r1jax"  # the repository on each worker, under the ssh user's home
 REMOTE_ARCHIVE = "r1jax.tar.gz"
 REMOTE_LOG = "~/r1jax.log"
@@ -212,7 +215,9 @@ def up(tpu: Tpu, accelerator: str, config: str, workdir: str, overrides=(), *,
         _check(runner, create)
         if wait_active(tpu, runner, sleep) == "ACTIVE":
             rc = _steps(runner, setup[1:]) or _steps(runner, run)
-            if not _lost(tpu, runner, sleep):
+            # A job stopped by SIGTERM (a preemption notice) exits STOPPED_EXIT after its
+            # checkpoint: start again whatever the states say yet.
+            if rc != STOPPED_EXIT and not _lost(tpu, runner, sleep):
                 if rc:
                     raise LaunchError(f"setup or the job failed with exit status {rc} on a "
                                       "healthy slice; not retrying (see python -m launch.tpu logs)")

@@ -327,7 +327,7 @@ def main(argv: list[str]) -> dict:
     return summary
 
 
-def job(config, workdir: str) -> None:
+def job(config, workdir: str) -> bool:
     """Evaluate ``config.model``'s checkpoint at the paper's protocol on ``config.eval.benchmark``
     and each of ``config.eval.also`` (from ``config.eval.data_dir``; k, max_new_tokens 0: each
     benchmark's own), every problem set read before the model is loaded. Each benchmark's result
@@ -367,6 +367,7 @@ def job(config, workdir: str) -> None:
     Path(workdir, "results.md").write_text(
         f"# Evaluation of {config.model.hf_path}\n\n{table}\n")
     print(table)
+    return True
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Command line: ``python -m r1jax.main --config=experiments/X.py[:arg] --workdir=DIR``.
 
 Overrides go after it as ``--config.rl.lr=1e-6``; a key that the config does not have is an
-error naming it. The config's ``job`` picks what runs (`JOBS`); starting again with the same
-workdir resumes the run. ``--cpu_devices=N`` splits a CPU-only host into N devices.
+error naming it. The config's ``job`` picks what runs (`JOBS`; each returns whether it
+finished); starting again with the same workdir resumes the run, and a run stopped by SIGTERM
+exits with `STOPPED_EXIT`. ``--cpu_devices=N`` splits a CPU-only host into N devices.
 """
 
 import importlib
@@ -25,6 +26,11 @@ JOBS = {
 }
 
 
+# The exit status of a job stopped by SIGTERM (a preemption) after checkpointing: EX_TEMPFAIL,
+# "try again", so a launcher can tell it from success (0) and from failure (1).
+STOPPED_EXIT = 75
+
+
 def main(argv: list[str]) -> None:
     cli.parse("r1jax.main", argv)
     config, workdir = cli.CONFIG.value, cli.WORKDIR.value
@@ -39,7 +45,10 @@ def main(argv: list[str]) -> None:
     with open(os.path.join(workdir, "config.json"), "w") as f:
         json.dump(config.to_dict(), f, indent=2, default=str)
     module, function = JOBS[config.job].split(":")
-    getattr(importlib.import_module(module), function)(config, workdir)
+    if not getattr(importlib.import_module(module), function)(config, workdir):
+        print(f"r1jax.main: stopped before the end (SIGTERM); checkpointed in {workdir}, and the "
+              f"same command resumes it", file=sys.stderr)
+        sys.exit(STOPPED_EXIT)
 
 
 if __name__ == "__main__":

@@ -268,12 +268,12 @@ def write_samples(workdir, step: int, ro: Rollout, count: int) -> None:
                                            "reward": float(ro.rewards[i])} for i in rows])
 
 
-def job(config, workdir: str) -> None:
+def job(config, workdir: str) -> bool:
     """R1-Zero from ``config.model`` on ``config.data``'s prompt sources, else the toy world's
     problems; when the config has a ``pretrain`` section, from the toy world's base model,
     pretrained first. A finished run ends with the final evaluation, plots, results.md and its
     policy as an HF checkpoint in ``config.export``; a stopped one (SIGTERM) resumes when
-    rerun."""
+    rerun. Returns whether the run finished."""
     from r1jax import evaluate, export, plots, policy, rewards, tokenizers, toy
     from r1jax.data import prompts
     from r1jax.mesh import mesh_from_config
@@ -299,7 +299,7 @@ def job(config, workdir: str) -> None:
     if "pretrain" in config:
         base = toy.base_model(config, workdir, cfg, params, tokenizer, mesh)
         if base is None:
-            return  # SIGTERM during pretraining: checkpointed; a rerun resumes it
+            return False  # SIGTERM during pretraining: checkpointed; a rerun resumes it
         params = base[1]
     base_eval = hook(0, params) if hook else {}
     scoped = prompts.source_rewards(config.data)
@@ -312,3 +312,4 @@ def job(config, workdir: str) -> None:
         out = os.path.join(workdir, config.get("export", ""))
         if config.get("export") and not os.path.exists(out):  # a rerun of a finished run keeps it
             export.export(workdir, out)
+    return result.finished

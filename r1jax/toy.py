@@ -71,12 +71,14 @@ def prompt_batches(data_config, batch_size: int, seed: int):
     return iter(pipeline.prompt_dataset(examples, batch_size, seed))
 
 
-def job(config, workdir: str) -> None:
+def job(config, workdir: str) -> bool:
     """The `pretrain` job: the toy world's tokenizer and base model alone (``workdir/base``),
-    what the RL job of an experiment with a ``pretrain`` section starts from."""
+    what the RL job of an experiment with a ``pretrain`` section starts from; whether it
+    finished (False: stopped by SIGTERM, checkpointed)."""
     from r1jax import policy
     from r1jax.mesh import mesh_from_config
 
     mesh = mesh_from_config(config.mesh)
     cfg, params = policy.load_policy(config.model, mesh=mesh)
-    base_model(config, workdir, cfg, params, tokenizer(config, workdir, cfg.vocab_size), mesh)
+    return base_model(config, workdir, cfg, params, tokenizer(config, workdir, cfg.vocab_size),
+                      mesh) is not None

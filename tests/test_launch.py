@@ -181,6 +181,19 @@ def test_a_preemption_that_shows_late_still_counts():
     assert fake.count("queued-resources delete") == 1
 
 
+def test_a_run_stopped_by_sigterm_is_rerun_even_while_the_slice_looks_healthy():
+    # r1jax.main exits STOPPED_EXIT after checkpointing on SIGTERM; the states never change.
+    fake = FakeGcloud(run_status=[launch.STOPPED_EXIT, 0], lost_after_run=[False, False])
+    assert _up(fake) == 2
+    assert fake.count("queued-resources delete") == 1 and fake.count("r1jax.main") == 2
+
+
+def test_the_stopped_exit_status_is_r1jax_mains():
+    from r1jax import main
+
+    assert launch.STOPPED_EXIT == main.STOPPED_EXIT
+
+
 def test_up_stops_after_max_attempts():
     fake = FakeGcloud(run_status=[0, 0, 0], lost_after_run=[True, True, True])
     with pytest.raises(launch.LaunchError, match="gave up after 2 attempts"):
