@@ -24,10 +24,15 @@ to fit one host and this model:
 - 3,072 new tokens at most, not 32,768: Qwen2.5-Math-1.5B has 4,096 positions, and prompts may
   take up to 512 of them. Longer MATH prompts are left out with a count (data.drop_long_prompts).
 - 500 rollouts, not 10,400 updates on a 671B model: a budget for one host, to be raised.
-- fp32 master parameters and optimizer state, bf16 forward/backward on accelerators (fp32 on
-  CPU); log-probs over 512 positions at a time (a 151,936-token vocabulary), 16 microbatches of
-  32 rows, and parameters and optimizer state sharded over every device (FSDP): 1.5B x 16 bytes
-  of parameters and AdamW state would not fit one 16 GB chip replicated.
+- Sized for a TPU v5e slice of 8 chips (v5e:2x4, 16 GiB each; `python -m r1jax.compile_check
+  --config=THIS --topology=v5e:2x4` prints the per-chip memory, benchmarks/RESULTS.md has it):
+  fp32 master parameters and optimizer state, bf16 forward/backward on accelerators (fp32 on
+  CPU), parameters and optimizer state sharded over every chip (FSDP: 1.5B x 16 bytes of
+  parameters and AdamW state would not fit one chip replicated); 64 microbatches of 8 rows (one
+  row of up to 3,584 tokens per chip at a time), each decoder block rematerialised in the
+  backward pass (rl.layers="remat": without it one row's attention probabilities and
+  activations over 28 blocks exceed a chip), log-probs over 512 positions at a time (a
+  151,936-token vocabulary).
 - In-loop evaluation every 50 steps on MATH-500 (eval/) and AIME 2024 (eval/aime24/), 4 samples
   per problem at the paper's T 0.6 / top-p 0.95, stopped at </answer> as training is.
 
@@ -64,7 +69,8 @@ def get_config(arg: str = ""):
     config.rl.update(dict(
         steps=500, prompts_per_step=32, group_size=16, max_new_tokens=3072, temperature=1.0,
         top_p=1.0, lr=3e-6, warmup_steps=0, schedule="constant", kl_coef=0.001,
-        ref_refresh_every=400, num_minibatches=1, epochs=1, microbatches=16, logprob_chunk=512,
+        ref_refresh_every=400, num_minibatches=1, epochs=1, microbatches=64, logprob_chunk=512,
+        layers="remat",
         correctness_reward="accuracy", checkpoint_every=25, eval_every=50))
     if arg == "smoke":
         config.model.name = ""  # the test's tiny checkpoint is no named model

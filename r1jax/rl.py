@@ -37,6 +37,8 @@ def default_config() -> ml_collections.ConfigDict:
         max_new_tokens=128,
         compute_dtype="auto",  # forward/backward dtype; params and optimizer state stay float32
         logprob_chunk=0,  # > 0: log-probs over this many positions at a time, never [B, T, V]
+        layers="loop",  # "remat": keep only each block's input for the backward pass; "scan"
+                        # also compiles one block instead of L (models.token_logprobs)
         temperature=1.0,
         top_p=1.0,
         top_k=0,
@@ -70,6 +72,7 @@ class UpdateSettings:
     optimizer: optim.OptimizerSettings
     compute_dtype: str  # "float32" or "bfloat16"; logits, log-probs and the loss are float32
     logprob_chunk: int  # 0: dense [B, T, V] logits; else positions per chunk (token_logprobs)
+    layers: str  # how the training and reference passes run the blocks: loop, remat, scan
     temperature: float
     aggregation: str
     clip_low: float
@@ -85,22 +88,27 @@ class UpdateSettings:
                 or self.logprob_chunk < 0):
             raise ValueError(f"the update needs temperature > 0 and non-negative clip_low, "
                              f"clip_high, kl_coef and logprob_chunk, got {self}")
+        if self.layers not in models.LAYER_MODES:
+            raise ValueError(f"layers {self.layers!r} is not one of {models.LAYER_MODES}")
 
     @classmethod
     def from_config(cls, c) -> "UpdateSettings":
         total = int(c.steps) * int(c.num_minibatches) * int(c.epochs)
         return cls(optim.OptimizerSettings.from_config(c, total),
-                   optim.compute_dtype(c.compute_dtype), int(c.logprob_chunk),
+                   optim.compute_dtype(c.compute_dtype), int(c.logprob_chunk), str(c.layers),
                    float(c.temperature),
                    c.aggregation, float(c.clip_low), float(c.clip_high), float(c.kl_coef),
                    int(c.max_new_tokens), bool(c.length_normalized))
 
 
-def completion_logprobs(cfg, params, batch, temperature, chunk: int = 0):
-    """(logprobs, entropy) [n, N] of the completion tokens under the policy ``params``."""
+def completion_logprobs(cfg, s: UpdateSettings, params, batch):
+    """(logprobs, entropy) [n, N] of the completion tokens under the policy ``params`` (cast to
+    the compute dtype), computed as ``s`` says."""
     tokens = jnp.concatenate([batch["prompts"], batch["tokens"]], axis=1)
     attention = jnp.concatenate([batch["prompt_mask"], jnp.ones_like(batch["mask"])], axis=1)
-    logprobs, entropy = models.token_logprobs(cfg, params, tokens, attention, temperature, chunk)
+    logprobs, entropy = models.token_logprobs(
+        cfg, optim.cast_floating(params, s.compute_dtype), tokens, attention, s.temperature,
+        s.logprob_chunk, layers=s.layers)
     start = batch["prompts"].shape[1] - 1
     return logprobs[:, start:], entropy[:, start:]
 
@@ -113,8 +121,7 @@ def update(cfg, s: UpdateSettings, params, opt_state, minibatches):
     divided once (exact, see optim.py). A non-finite update is skipped (``skipped``).
     """
     def terms_fn(p, mb):
-        p = optim.cast_floating(p, s.compute_dtype)
-        logprobs, entropy = completion_logprobs(cfg, p, mb, s.temperature, s.logprob_chunk)
+        logprobs, entropy = completion_logprobs(cfg, s, p, mb)
         terms = grpo.policy_loss_terms(
             logprobs, mb["logprobs"], mb["ref_logprobs"] if s.kl_coef else None,
             mb["advantages"], mb["loss_mask"], aggregation=s.aggregation, clip_low=s.clip_low,
@@ -136,8 +143,7 @@ def update(cfg, s: UpdateSettings, params, opt_state, minibatches):
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
 def reference_logprobs(cfg, s: UpdateSettings, params, batch):
-    return completion_logprobs(cfg, optim.cast_floating(params, s.compute_dtype), batch,
-                               s.temperature, s.logprob_chunk)[0]
+    return completion_logprobs(cfg, s, params, batch)[0]
 
 
 def _put(mesh, tree, axis=0):

@@ -37,6 +37,7 @@ def default_config() -> ml_collections.ConfigDict:
         microbatches=1,  # gradient accumulation inside one update
         compute_dtype="auto",  # forward/backward dtype; params and optimizer state stay float32
         logprob_chunk=0,  # > 0: log-probs over this many positions at a time, never [B, T, V]
+        layers="loop",  # "remat" / "scan": the blocks' activations recomputed in the backward
         lr=3e-3, warmup_steps=50, schedule="cosine", weight_decay=0.0, grad_clip=1.0,
         b1=0.9, b2=0.99,
         mask_prompt=True,  # SFT data: only completion tokens are targets
@@ -52,18 +53,27 @@ class UpdateSettings:
     optimizer: optim.OptimizerSettings
     compute_dtype: str  # "float32" or "bfloat16" on float32 master params
     logprob_chunk: int  # 0: dense [B, T, V] logits; else positions per chunk
+    layers: str  # how the blocks run: loop, remat, scan (models.token_logprobs)
+
+    def __post_init__(self):
+        if self.layers not in models.LAYER_MODES:
+            raise ValueError(f"layers {self.layers!r} is not one of {models.LAYER_MODES}")
 
     @classmethod
     def from_config(cls, c) -> "UpdateSettings":
         return cls(optim.OptimizerSettings.from_config(c, c.steps),
-                   optim.compute_dtype(c.compute_dtype), int(c.logprob_chunk))
+                   optim.compute_dtype(c.compute_dtype), int(c.logprob_chunk),
+                   str(c.layers))
 
 
-def nll_terms(cfg, params, batch, chunk: int = 0) -> LossTerms:
-    """Sum of -log p(target) over the masked targets, and the number of masked targets."""
+def nll_terms(cfg, s: UpdateSettings, params, batch) -> LossTerms:
+    """Sum of -log p(target) over the masked targets, and the number of masked targets, with
+    ``params`` cast to the compute dtype."""
     tokens_BT1, loss_mask_BT = batch
     attention = jnp.ones_like(tokens_BT1, dtype=bool)
-    logprobs_BT, _ = models.token_logprobs(cfg, params, tokens_BT1, attention, chunk=chunk)
+    logprobs_BT, _ = models.token_logprobs(
+        cfg, optim.cast_floating(params, s.compute_dtype), tokens_BT1, attention,
+        chunk=s.logprob_chunk, layers=s.layers)
     mask = loss_mask_BT.astype(jnp.float32)
     return LossTerms(-jnp.sum(logprobs_BT * mask), jnp.sum(mask), {})
 
@@ -74,7 +84,7 @@ def update(cfg, s: UpdateSettings, params, opt_state, microbatches):
     opt_state, metrics) with loss, grad_norm, tokens and skipped; params and opt_state donated.
     The forward and backward passes run in ``s.compute_dtype`` on float32 master params."""
     def terms_fn(p, batch):
-        return nll_terms(cfg, optim.cast_floating(p, s.compute_dtype), batch, s.logprob_chunk)
+        return nll_terms(cfg, s, p, batch)
 
     params, opt_state, terms, out = optim.guarded_update(
         terms_fn, s.optimizer.make(), params, opt_state, microbatches)

@@ -10,6 +10,7 @@ from r1jax.models.configs import (
 from r1jax.models.hf import CheckpointError, load_hf, save_hf
 from r1jax.models.sharding import batch_sharding, param_shardings, shard_params
 from r1jax.models.transformer import (
+    LAYER_MODES,
     abstract_params,
     forward,
     forward_cached,
@@ -20,8 +21,8 @@ from r1jax.models.transformer import (
 )
 
 __all__ = [
-    "CheckpointError", "Llama3RopeScaling", "ModelConfig", "abstract_params", "batch_sharding",
-    "forward", "forward_cached", "get_config", "init", "init_cache", "list_configs", "load_hf",
-    "num_params", "padding_positions", "param_shardings", "save_hf", "shard_params",
-    "token_logprobs",
+    "LAYER_MODES", "CheckpointError", "Llama3RopeScaling", "ModelConfig", "abstract_params",
+    "batch_sharding", "forward", "forward_cached", "get_config", "init", "init_cache",
+    "list_configs", "load_hf", "num_params", "padding_positions", "param_shardings", "save_hf",
+    "shard_params", "token_logprobs",
 ]

@@ -125,23 +125,71 @@ class Transformer(nnx.Module):
             self.lm_head = _linear(cfg.d_model, cfg.vocab_size, False, dtype, rngs)
         self.cfg = cfg
 
-    def __call__(self, tokens_BT, positions_BT, mask_BTS, caches=None, cache_index=0):
-        """(final-normed hidden states [B, T, D], updated caches or None)."""
+    def __call__(self, tokens_BT, positions_BT, mask_BTS, caches=None, cache_index=0,
+                 layers="loop"):
+        """(final-normed hidden states [B, T, D], updated caches or None).
+
+        ``layers`` is how an uncached pass runs the blocks (``_run_blocks``); a cached pass (the
+        sampler's) always runs them in a plain loop that threads each block's cache.
+        """
         rope = rope_angles(self.cfg, positions_BT)
         # An additive mask, built once for all layers (cheaper than a select in each).
         bias_BTS = jnp.where(mask_BTS, 0.0, _MASK_VALUE).astype(jnp.float32)
         x = self.embed(tokens_BT)
+        if caches is None:
+            return self.final_norm(_run_blocks(self.layers, x, rope, bias_BTS, layers)), None
         new_caches = []
-        for i, layer in enumerate(self.layers):
-            x, cache = layer(x, rope, bias_BTS,
-                             None if caches is None else caches[i], cache_index)
+        for layer, cache in zip(self.layers, caches, strict=True):
+            x, cache = layer(x, rope, bias_BTS, cache, cache_index)
             new_caches.append(cache)
-        return self.final_norm(x), (None if caches is None else new_caches)
+        return self.final_norm(x), new_caches
 
     def logits(self, x):
         """float32 logits of hidden states (the tied embedding or the untied head)."""
         out = self.embed.attend(x) if self.cfg.tie_embeddings else self.lm_head(x)
         return out.astype(jnp.float32)
+
+
+LAYER_MODES = ("loop", "remat", "scan")
+
+
+def _run_blocks(blocks, x_BTD, rope, bias_BTS, layers: str):
+    """The residual stream after the uncached decoder blocks, run as ``layers`` says.
+
+    "loop": an unrolled Python loop; the backward pass keeps every block's activations (its
+    norms, q/k/v, [B, H, T, T] attention scores and probabilities, [B, T, F] MLP activations).
+    "remat": the same loop with each block under ``jax.checkpoint``: JAX keeps only each block's
+    input [B, T, D] and the backward pass recomputes the block (one more forward pass of the
+    blocks, about a third more compute). The policy saves nothing inside a block: saving matmul
+    outputs (``dots_saveable``) would keep the q/k/v, attention scores and gate/up projections,
+    most of what remat is there to drop. The recomputation depends only on the block's input, so
+    XLA may schedule it early and hold its results anyway: on XLA:CPU at Qwen2.5-0.5B's shape it
+    cut JAX's saved residuals from 7.0 GB to 0.7 GB but the peak by only 3%
+    (benchmarks/RESULTS.md).
+    "scan": the rematerialised block as the body of a ``lax.scan`` over the layers: XLA compiles
+    one block instead of L, and each recomputation runs inside its backward iteration, where it
+    cannot be hoisted (28% less peak memory than "loop" at that shape on CPU). The params stay a
+    list of per-layer trees (the checkpoint and sharding layout) and are stacked into [L, ...]
+    here, inside the trace: a copy of every block's weights per pass (1.4 GB for Qwen2.5-0.5B in
+    float32) that lives through the backward pass, and the gradient, which arrives stacked, is
+    sliced back into the list, a second copy.
+    """
+    if layers not in LAYER_MODES:
+        raise ValueError(f"layers must be one of {LAYER_MODES}, got {layers!r}")
+    graphdef = nnx.graphdef(blocks[0])
+
+    def block(state, x):
+        return nnx.merge(graphdef, state)(x, rope, bias_BTS, None, 0)[0]
+
+    if layers != "loop":
+        block = jax.checkpoint(block, policy=jax.checkpoint_policies.nothing_saveable)
+    states = [nnx.state(b) for b in blocks]
+    if layers == "scan":
+        stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+        return jax.lax.scan(lambda x, state: (block(state, x), None), x_BTD, stacked)[0]
+    for state in states:
+        x_BTD = block(state, x_BTD)
+    return x_BTD
 
 
 @functools.cache
@@ -177,7 +225,8 @@ def padding_positions(attention_mask_BT):
     return jnp.maximum(jnp.cumsum(attention_mask_BT.astype(jnp.int32), axis=-1) - 1, 0)
 
 
-def _hidden_states(cfg: ModelConfig, params, tokens_BT, positions_BT, attention_mask_BT):
+def _hidden_states(cfg: ModelConfig, params, tokens_BT, positions_BT, attention_mask_BT,
+                   layers: str):
     """(the module, final-normed hidden states [B, T, D]) of a causal pass; see ``forward``."""
     T = tokens_BT.shape[1]
     if attention_mask_BT is None:
@@ -188,20 +237,23 @@ def _hidden_states(cfg: ModelConfig, params, tokens_BT, positions_BT, attention_
     causal_TS = jnp.tril(jnp.ones((T, T), bool))
     mask_BTS = causal_TS[None] & attention_mask_BT[:, None, :]
     model = _module(cfg, params)
-    hidden_BTD, _ = model(tokens_BT, positions_BT, mask_BTS)
+    hidden_BTD, _ = model(tokens_BT, positions_BT, mask_BTS, layers=layers)
     return model, hidden_BTD
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def forward(cfg: ModelConfig, params, tokens_BT, positions_BT=None, attention_mask_BT=None):
+@functools.partial(jax.jit, static_argnums=0, static_argnames="layers")
+def forward(cfg: ModelConfig, params, tokens_BT, positions_BT=None, attention_mask_BT=None, *,
+            layers: str = "loop"):
     """Logits float32 [B, T, V] of a causal forward pass over int32 tokens [B, T].
 
     ``attention_mask_BT`` (True for real tokens) excludes padding from every query's keys; with it
     and no explicit positions, positions count real tokens only (``padding_positions``), so a
     left- or right-padded row gives exactly the logits of the unpadded sequence at its real tokens.
-    Without a mask, positions are 0..T-1.
+    Without a mask, positions are 0..T-1. ``layers`` is how the blocks run (``_run_blocks``); it
+    only matters to a pass that is differentiated or compiled at scale.
     """
-    model, hidden_BTD = _hidden_states(cfg, params, tokens_BT, positions_BT, attention_mask_BT)
+    model, hidden_BTD = _hidden_states(cfg, params, tokens_BT, positions_BT, attention_mask_BT,
+                                       layers)
     return model.logits(hidden_BTD)
 
 
@@ -237,7 +289,7 @@ def forward_cached(cfg: ModelConfig, params, tokens_BT, positions_BT, cache, cac
 
 
 def token_logprobs(cfg: ModelConfig, params, tokens_BT, attention_mask_BT, temperature=1.0,
-                   chunk: int = 0):
+                   chunk: int = 0, *, layers: str = "loop"):
     """Log-probs of tokens[:, 1:] given their prefixes, and the entropies of those distributions.
 
     Returns (logprobs float32 [B, T-1], entropy float32 [B, T-1]) under softmax(logits / T), the
@@ -251,11 +303,18 @@ def token_logprobs(cfg: ModelConfig, params, tokens_BT, attention_mask_BT, tempe
     keeping them: B x chunk x V floats at a time instead of B x T x V (for Qwen2.5's 151,936
     tokens and T = 4,096, 2.5 GB per row in float32, several times over for the log-softmax and
     its gradient). Equal to the dense computation up to float rounding; 0 keeps the dense one.
+
+    ``layers`` trades compute for the decoder's activation memory: "loop" (the default) keeps
+    every block's activations for the backward pass, "remat" keeps only each block's input and
+    recomputes the block, "scan" does the same inside a ``lax.scan`` over stacked layer params,
+    one compiled block instead of L. Same numbers in every mode up to float reassociation; the
+    costs and measurements are at ``_run_blocks``.
     """
     if not chunk:
-        logits = forward(cfg, params, tokens_BT, attention_mask_BT=attention_mask_BT)[:, :-1]
+        logits = forward(cfg, params, tokens_BT, attention_mask_BT=attention_mask_BT,
+                         layers=layers)[:, :-1]
         return _logprobs_and_entropy(logits, tokens_BT[:, 1:], temperature)
-    _, hidden_BTD = _hidden_states(cfg, params, tokens_BT, None, attention_mask_BT)
+    _, hidden_BTD = _hidden_states(cfg, params, tokens_BT, None, attention_mask_BT, layers)
     head_DV = (params["embed"]["embedding"].T if cfg.tie_embeddings
                else params["lm_head"]["kernel"])
     B, T1 = tokens_BT.shape[0], tokens_BT.shape[1] - 1

@@ -22,16 +22,21 @@ def case():
                  loss_mask=np.ones((n, N), bool), advantages=rng.normal(size=n).astype(np.float32),
                  ref_logprobs=np.zeros((n, N), np.float32))
     init = models.init(CFG, jax.random.key(0))
-    batch["logprobs"] = np.asarray(rl.completion_logprobs(CFG, init, batch, 1.0)[0])
+    batch["logprobs"] = np.asarray(rl.completion_logprobs(CFG, settings("float32"), init, batch)[0])
     return init, optim.split_microbatches(batch, 1)
+
+
+def settings(compute_dtype):
+    return rl.UpdateSettings(optim.OptimizerSettings(lr=1e-6, total_steps=100, b2=0.99),
+                             compute_dtype, 0, "loop", 1.0, "seq_mean_token_mean", 0.2, 0.2, 0.0,
+                             N, False)
 
 
 def moved(case, compute_dtype, master_dtype, steps=20):
     """The change of every parameter after ``steps`` updates at lr 1e-6, as float64 [n_params]."""
     init, batch = case
     params = optim.cast_floating(init, master_dtype)
-    s = rl.UpdateSettings(optim.OptimizerSettings(lr=1e-6, total_steps=100, b2=0.99),
-                          compute_dtype, 0, 1.0, "seq_mean_token_mean", 0.2, 0.2, 0.0, N, False)
+    s = settings(compute_dtype)
     p, opt_state = jax.tree.map(jnp.copy, params), s.optimizer.make().init(params)
     for _ in range(steps):
         p, opt_state, out = rl.update(CFG, s, p, opt_state, batch)

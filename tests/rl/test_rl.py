@@ -156,6 +156,11 @@ def test_dynamic_sampling_keeps_only_informative_groups(tmp_path, tokenizer, sco
     assert out.reward_stats == {"reward/x_errors": 2}  # counts over all batches sampled
 
 
+def test_a_layers_typo_is_an_error_before_compile():
+    with pytest.raises(ValueError, match="layers 'remt' is not one of"):
+        rl.UpdateSettings.from_config(config(layers="remt"))
+
+
 def test_each_completion_counts_as_correct_by_the_reward_its_example_names():
     """Mixed sources: accuracy judges the MATH rows, countdown the Countdown rows (NaN where a
     scoped reward did not apply), the configured correctness reward the rows naming none."""
