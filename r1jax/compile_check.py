@@ -16,14 +16,17 @@ For each step it prints, per device, XLA's memory analysis (arguments, outputs, 
 what stays resident outside the step (the fp32 policy, reference and optimizer state that the
 step does not take as arguments), the peak against the chip's HBM, and the flops and bytes XLA
 counts, with the step-time bounds they imply at the chip's peak bf16 flops and HBM bandwidth.
-XLA counts a while loop's body once, so the sampler's figures are those of its prefill and one
-decode step, not of the whole generation. "auto" compute dtypes are bfloat16, as on a TPU.
+XLA counts a loop's body once: the sampler's figures are those of its prefill and one decode
+step, not of the whole generation, and the update's those of two microbatches (the first, and
+the scanned body the others run), not of all ``microbatches``. "auto" compute dtypes are
+bfloat16, as on a TPU.
 
 An experiment whose peak exceeds ``1 - HEADROOM`` of a chip's HBM is reported with its largest
 parts and the settings that shrink them, and the command exits 1.
 """
 
 import dataclasses
+import os
 import sys
 
 import jax
@@ -73,6 +76,9 @@ class StepReport:
 
 def topology_devices(topology: str):
     """The devices of TPU topology ``topology`` ("v5e:2x4"); an error naming what is missing."""
+    # libtpu admits one process per machine (/tmp/libtpu_lockfile) because processes on a TPU VM
+    # share its chips; compiling for a topology touches no chip, so checks may run side by side.
+    os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
     try:
         from jax.experimental import topologies
 
