@@ -125,26 +125,27 @@ ADVERSARIAL = {
 }
 
 
-# Bounds are on the process's CPU time, which another job on the machine does not stretch (the
-# deadline is wall-clock, so a loaded machine can only make the work done before it smaller).
+# Bounds are on this thread's CPU time, which neither another job on the machine nor another
+# thread of the test process (JAX's, orbax's, left by earlier tests) stretches; the deadline is
+# wall-clock, so load can only make the work done before it smaller.
 
 
 @pytest.mark.parametrize("completion", ADVERSARIAL.values(), ids=ADVERSARIAL.keys())
 def test_adversarial_completions_are_bounded(completion):
     with mock.patch.object(extraction, "DEADLINE_S", 0.3):
-        start = time.process_time()
+        start = time.thread_time()
         answer = rewards.math_verify_answer(completion)
         assert answer is None or isinstance(answer, str)
-        assert time.process_time() - start < 0.3 + 0.5
+        assert time.thread_time() - start < 0.3 + 0.5
 
 
 def test_a_huge_power_is_extracted_but_never_evaluated():
-    start = time.process_time()
+    start = time.thread_time()
     for completion, answer in [(r"so \boxed{9^{9^{9^9}}}", "9^{9^{9^9}}"),
                                ("so the answer: 9^9^9^9", "9^9^9^9")]:
         assert rewards.judge("accuracy", completion, {"answer": "5"},
                              extraction="math_verify") == (False, answer)
-    assert time.process_time() - start < 1.0
+    assert time.thread_time() - start < 1.0
 
 
 def test_works_off_the_main_thread():
