@@ -35,6 +35,8 @@ setup(
         "test": ["pytest", "hypothesis", "jax[tpu]"],
         # transformers (with CPU torch) writes the parity fixtures and runs the live parity tests.
         "hf": ["transformers>=4.45", "torch"],
-        "tpu": ["jax[tpu]"],
+        # gcsfs: gs:// workdirs through etils.epath (orbax, metrics, plots); google-cloud-storage:
+        # TensorBoard events on gs:// through tensorboardX.
+        "tpu": ["jax[tpu]", "gcsfs", "google-cloud-storage"],
     },
 )

@@ -1,14 +1,18 @@
 """Checkpoints through orbax: the array state (policy, reference, optimizer) and a JSON part.
 
-The JSON part holds what is not an array: the step, the data iterator's state, counters. Saves
+The JSON part holds what is not an array: the step, counters, and the data iterator's state of
+every process (each reads its own rows; a run resumes with as many processes as it had). Saves
 are asynchronous (training continues while orbax writes); a save is only visible once complete,
-so a run killed mid-save restarts from the previous checkpoint.
+so a run killed mid-save restarts from the previous checkpoint. In a run over several processes
+every process saves and restores together (orbax writes each array's shards from the process
+that holds them), into one workdir they all see: a ``gs://`` path or a shared filesystem.
 """
-
-import os
 
 import jax
 import orbax.checkpoint as ocp
+from etils import epath
+
+from r1jax import multihost
 
 
 class Checkpointer:
@@ -18,7 +22,7 @@ class Checkpointer:
         options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,
                                                enable_async_checkpointing=async_save)
         self._manager = ocp.CheckpointManager(
-            os.path.abspath(os.path.join(workdir, "checkpoints")), options=options)
+            epath.Path(workdir).absolute() / "checkpoints", options=options)
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
@@ -27,7 +31,11 @@ class Checkpointer:
         """The steps of the complete checkpoints, in order."""
         return sorted(self._manager.all_steps())
 
-    def save(self, step: int, state, meta: dict) -> None:
+    def save(self, step: int, state, meta: dict, iterator=None) -> None:
+        """Save ``state`` and ``meta`` as step ``step``, with every process's ``iterator`` state
+        (a grain iterator, or anything with get_state/set_state) when given."""
+        if iterator is not None:
+            meta = {**meta, "data": multihost.allgather(iterator.get_state())}
         self._manager.save(step, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
 
@@ -56,7 +64,11 @@ class Checkpointer:
         if step is None:
             return like_state, 0, {}
         state, meta = self.restore(step, like_state)
-        iterator.set_state(meta["data"])
+        if len(meta["data"]) != jax.process_count():
+            raise ValueError(f"step {step} in {self._manager.directory} was saved by "
+                             f"{len(meta['data'])} process(es), whose data iterators it holds; "
+                             f"resume it with as many, not {jax.process_count()}")
+        iterator.set_state(meta["data"][jax.process_index()])
         print(f"resumed at step {step} from {self._manager.directory}")
         return state, step, meta
 

@@ -27,12 +27,23 @@ CPU_DEVICES = flags.DEFINE_integer(
     "data axis spans that many cores (XLA:CPU runs one computation on one core). On a CPU-only "
     "machine, its core count; batch sizes must divide by it. No effect on accelerators. "
     "Unset: JAX's default (one CPU device).")
+# A run over several processes (r1jax.multihost.initialize): TPU VMs need none of these.
+COORDINATOR = flags.DEFINE_string("coordinator_address", "", "a multi-process run on CPU or GPU "
+                                  "hosts: process 0's host:port, the same for every process")
+NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "with --coordinator_address: how many "
+                                     "processes the run has")
+PROCESS_ID = flags.DEFINE_integer("process_id", -1, "with --coordinator_address: this "
+                                  "process's index, 0 .. num_processes - 1")
+HEARTBEAT = flags.DEFINE_integer("heartbeat_timeout_s", 100, "a multi-process run ends (every "
+                                 "process, with a message) when one has not answered this long")
 
 
 def parse(prog: str, argv: list[str]) -> None:
     """Parse ``argv`` (the arguments after the program's name) into absl's flags, each flag at its
-    default unless given, and apply ``--cpu_devices``; a mistake exits with one sentence naming
-    it (no traceback)."""
+    default unless given, apply ``--cpu_devices`` and join the run's other processes when it has
+    any (`r1jax.multihost.initialize`); a mistake exits with one sentence naming it (no
+    traceback)."""
+    from r1jax import multihost
     from r1jax.mesh import use_cpu_devices
 
     flags.FLAGS.unparse_flags()
@@ -56,6 +67,11 @@ def parse(prog: str, argv: list[str]) -> None:
             use_cpu_devices(CPU_DEVICES.value)
         except ValueError as e:
             sys.exit(f"{prog}: {e}")
+    if COORDINATOR.value and not 0 <= PROCESS_ID.value < NUM_PROCESSES.value:
+        sys.exit(f"{prog}: --coordinator_address needs --num_processes=N and --process_id in "
+                 f"0 .. N-1, got {NUM_PROCESSES.value} and {PROCESS_ID.value}")
+    multihost.initialize(COORDINATOR.value, NUM_PROCESSES.value, PROCESS_ID.value,
+                         HEARTBEAT.value)
 
 
 def require(prog: str, **values) -> None:

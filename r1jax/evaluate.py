@@ -37,7 +37,7 @@ import jax
 import numpy as np
 from absl import flags
 
-from r1jax import cli, metrics, rewards, sampling, stopping, templates, tokenizers
+from r1jax import cli, metrics, multihost, rewards, sampling, stopping, templates, tokenizers
 from r1jax.data.benchmarks import BENCHMARKS
 from r1jax.mesh import data_parallel_size
 
@@ -119,7 +119,9 @@ def run(cfg, params, tokenizer, problems, *, k: int, max_new_tokens: int, reward
     fold_in(rng, b) while the host judges the batch before it. `max_new_tokens` is lowered to fit
     the model's max_position after the longest prompt; the summary holds the value used. With a
     mesh, params should be placed on it and the batch is rounded up to a multiple of its
-    data-parallel size.
+    data-parallel size. In a run over several processes every process calls this together with
+    the same problems; each samples and judges its rows of every batch, and all return the
+    same records.
     """
     if not problems or k < 1:
         raise ValueError(f"run needs problems and k >= 1, got {len(problems)} problems, k={k}")
@@ -137,20 +139,25 @@ def run(cfg, params, tokenizer, problems, *, k: int, max_new_tokens: int, reward
         data = data_parallel_size(mesh)
         size = -(-size // data) * data
 
+    rows = multihost.row_slice(mesh, size)  # this process's rows of every batch
+
     def sample(b):
         batch = prompts[b:b + size]
         return b, sampling.generate(
-            cfg, params, batch + [batch[0]] * (size - len(batch)), jax.random.fold_in(rng, b),
-            num_samples=k, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-            stop=stop, pad_id=tokenizer.pad_id, mesh=mesh)
+            cfg, params, (batch + [batch[0]] * (size - len(batch)))[rows],
+            jax.random.fold_in(rng, b), num_samples=k, max_new_tokens=max_new_tokens,
+            temperature=temperature, top_p=top_p, stop=stop, pad_id=tokenizer.pad_id, mesh=mesh)
 
     def judge_batch(b, out):
-        tokens, lengths, truncated = jax.device_get((out.tokens, out.lengths, out.truncated))
-        for i, problem in enumerate(problems[b:b + size]):
-            rows = slice(i * k, (i + 1) * k)
-            texts = [tokenizer.decode(row[:n]) for row, n in zip(tokens[rows], lengths[rows])]
-            records.append(_problem_record(problem, texts, lengths[rows], truncated[rows], judge,
-                                           equivalent, k))
+        """Judge this process's problems of batch b; every process's records, in order."""
+        tokens, lengths, truncated = multihost.local_rows((out.tokens, out.lengths, out.truncated))
+        local = []
+        for i, problem in enumerate(problems[b:b + size][rows]):
+            mine = slice(i * k, (i + 1) * k)
+            texts = [tokenizer.decode(row[:n]) for row, n in zip(tokens[mine], lengths[mine])]
+            local.append(_problem_record(problem, texts, lengths[mine], truncated[mine], judge,
+                                         equivalent, k))
+        records.extend(r for part in multihost.gather_blocks(mesh, size, local) for r in part)
 
     records, pending = [], None
     for b in range(0, len(problems), size):
@@ -322,8 +329,9 @@ def main(argv: list[str]) -> dict:
         temperature=_TEMPERATURE.value, top_p=_TOP_P.value,
         pass_ks=[int(j) for j in _PASS_K.value], mesh=mesh, extraction=_EXTRACTION.value)
     summary = {"checkpoint": str(_CHECKPOINT.value), **summary}
-    print(markdown_table(summary))
-    write_results(Path(cli.OUT.value), summary, records)
+    if multihost.is_primary():
+        print(markdown_table(summary))
+        write_results(Path(cli.OUT.value), summary, records)
     return summary
 
 
@@ -355,7 +363,9 @@ def job(config, workdir: str) -> bool:
                 template=e.template, k=e.k, max_new_tokens=e.max_new_tokens,
                 samples_per_batch=e.samples_per_batch, seed=e.seed, temperature=e.temperature,
                 top_p=e.top_p, mesh=mesh, extraction=e.extraction)
-            write_results(out, summary, records)
+            if multihost.is_primary():
+                write_results(out, summary, records)
+            multihost.sync(f"evaluated {name}")
         summary = json.loads(out.read_text())
         published = e.published.get(name)
         rows.append(f"| {name} | {summary['k']} | {100 * summary['pass@1']:.1f} | "
@@ -364,9 +374,10 @@ def job(config, workdir: str) -> bool:
                     f"{summary['n_problems']} |")
     table = "\n".join(["| benchmark | k | pass@1 (%) | published pass@1 (%) | cons@k (%) | "
                        "max new tokens | problems |", "|---|---|---|---|---|---|---|", *rows])
-    Path(workdir, "results.md").write_text(
-        f"# Evaluation of {config.model.hf_path}\n\n{table}\n")
-    print(table)
+    if multihost.is_primary():
+        Path(workdir, "results.md").write_text(
+            f"# Evaluation of {config.model.hf_path}\n\n{table}\n")
+        print(table)
     return True
 
 

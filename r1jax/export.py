@@ -18,12 +18,15 @@ export clears its ``.partial``). An ``<out>`` that exists and is not empty is re
 
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import jax
 from absl import flags
+from etils import epath
 
 from r1jax import cli, models, policy
+from r1jax import files as files_lib
 from r1jax.mesh import make_mesh
 
 DTYPES = ("float32", "bfloat16")
@@ -88,6 +91,25 @@ def export(workdir, out_dir, step: int | None = None, dtype: str | None = None) 
     step = steps[-1] if step is None else step
     files = tokenizer_files(policy.tokenizer_source(workdir))
     cfg, params = policy.load_policy(workdir, dtype, _host_mesh(), step=step)
+    write(cfg, params, files, out)
+    print(f"exported step {step} of {workdir} ({params['embed']['embedding'].dtype}) to {out}")
+    return out
+
+
+def write(cfg, params, files: dict[str, Path], out) -> None:
+    """``params`` (host arrays) as an HF checkpoint in the directory ``out`` (which must not
+    exist or be empty) with the tokenizer ``files`` (`tokenizer_files`), through
+    ``<out>.partial``; in cloud storage (gs://), written locally and copied with config.json
+    last (what loaders look for first)."""
+    out = epath.Path(out)
+    _check_out(out)
+    if files_lib.is_cloud_path(out):
+        with tempfile.TemporaryDirectory() as tmp:
+            write(cfg, params, files, Path(tmp) / "hf")
+            out.mkdir(parents=True, exist_ok=True)
+            for file in sorted((Path(tmp) / "hf").iterdir(), key=lambda f: f.name == "config.json"):
+                (out / file.name).write_bytes(file.read_bytes())
+        return
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)  # a killed export's, by its name
     models.save_hf(cfg, params, str(partial))
@@ -96,8 +118,6 @@ def export(workdir, out_dir, step: int | None = None, dtype: str | None = None) 
     if out.exists():
         out.rmdir()  # empty, as checked
     partial.rename(out)
-    print(f"exported step {step} of {workdir} ({params['embed']['embedding'].dtype}) to {out}")
-    return out
 
 
 # --- Command line ------------------------------------------------------------------------------

@@ -12,13 +12,15 @@ checkpointable data iterator and a step function; `run` does the rest:
 
 - Resume: the latest checkpoint in ``workdir/checkpoints`` replaces ``state`` and moves the
   iterator (a grain DatasetIterator, or anything with get_state/set_state) to where it stood.
-- Metrics: each step's dict goes to ``metrics.jsonl`` and TensorBoard under step + 1; a resumed
-  run keeps the lines of the steps it resumes from and drops later ones.
+- Metrics: each step's dict goes to ``metrics.jsonl`` and TensorBoard under step + 1 (written by
+  process 0 of a multi-process run); a resumed run keeps the lines of the steps it resumes from
+  and drops later ones.
 - Non-finite updates: a step whose update was skipped (``skipped`` > 0) is logged but never
   checkpointed; ``max_nonfinite_in_row`` such steps in a row stop the run with
   FloatingPointError, leaving the last good checkpoint.
 - Checkpoints every ``checkpoint_every`` steps, at the last step, and at SIGTERM (a TPU
   preemption): the current step is finished and saved, and `run` returns with finished=False.
+  In a run over several processes a SIGTERM to any of them stops all after the same step.
 """
 
 import dataclasses
@@ -26,7 +28,7 @@ import signal
 from collections.abc import Callable
 from typing import NamedTuple
 
-from r1jax import metrics
+from r1jax import metrics, multihost
 from r1jax.checkpoint import Checkpointer
 
 
@@ -67,8 +69,11 @@ def run(workdir: str, settings: LoopSettings, state: dict, data,
     nonfinite = meta.get("nonfinite_in_row", 0)
     terminated = []
     previous = signal.signal(signal.SIGTERM, lambda *_: terminated.append(True))
-    writer = metrics.MetricsWriter(workdir, start_step=start + 1)  # keeps steps 1 .. start
-    bar = metrics.progress(settings.steps, start)
+    # Process 0 writes the logs; the others' metrics are the same (`multihost`).
+    primary = multihost.is_primary()
+    writer = (metrics.MetricsWriter(workdir, start_step=start + 1)  # keeps steps 1 .. start
+              if primary else metrics.Discard())
+    bar = metrics.progress(settings.steps, start) if primary else metrics.Discard()
     done = start
     try:
         for step in range(start, settings.steps):
@@ -86,9 +91,10 @@ def run(workdir: str, settings: LoopSettings, state: dict, data,
                         f"last good checkpoint in {workdir}/checkpoints intact")
                 continue  # never checkpoint a step whose update failed
             nonfinite = 0
+            if any(multihost.allgather(bool(terminated))):  # one stops, all stop
+                terminated.append(True)
             if terminated or done % settings.checkpoint_every == 0 or done == settings.steps:
-                ckpt.save(done, state, {"step": done, "data": data.get_state(),
-                                        "nonfinite_in_row": nonfinite})
+                ckpt.save(done, state, {"step": done, "nonfinite_in_row": nonfinite}, data)
             if terminated:
                 print(f"SIGTERM: checkpointed step {done}, exiting")
                 break

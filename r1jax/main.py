@@ -4,16 +4,20 @@ Overrides go after it as ``--config.rl.lr=1e-6``; a key that the config does not
 error naming it. The config's ``job`` picks what runs (`JOBS`; each returns whether it
 finished); starting again with the same workdir resumes the run, and a run stopped by SIGTERM
 exits with `STOPPED_EXIT`. ``--cpu_devices=N`` splits a CPU-only host into N devices.
+
+A run over several processes (a TPU pod slice: the same command on every host; elsewhere with
+``--coordinator_address``, ``--num_processes``, ``--process_id``) needs a workdir every process
+sees (``gs://...`` or a shared filesystem); process 0 writes its files (docs/multihost.md).
 """
 
 import importlib
 import json
-import os
 import sys
 
 from absl import logging
+from etils import epath
 
-from r1jax import cli
+from r1jax import cli, multihost
 from r1jax.cli import load_experiment  # noqa: F401  (r1jax.main.load_experiment for notebooks)
 
 
@@ -41,9 +45,11 @@ def main(argv: list[str]) -> None:
         sys.exit(f"r1jax.main: the experiment needs {', '.join(unset)}: give "
                  f"{' '.join(f'--{key}=...' for key in unset)}")
     logging.set_verbosity(logging.WARNING)  # orbax logs every save step at INFO
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        json.dump(config.to_dict(), f, indent=2, default=str)
+    if multihost.is_primary():
+        epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+        (epath.Path(workdir) / "config.json").write_text(
+            json.dumps(config.to_dict(), indent=2, default=str))
+    multihost.sync("workdir")
     module, function = JOBS[config.job].split(":")
     if not getattr(importlib.import_module(module), function)(config, workdir):
         print(f"r1jax.main: stopped before the end (SIGTERM); checkpointed in {workdir}, and the "

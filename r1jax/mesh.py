@@ -1,6 +1,4 @@
-"""Device meshes with the axes ("data", "fsdp", "tensor"), and multi-host start-up."""
-
-import os
+"""Device meshes with the axes ("data", "fsdp", "tensor")."""
 
 import jax
 import numpy as np
@@ -55,8 +53,3 @@ def use_cpu_devices(count: int) -> None:
         raise ValueError(f"--cpu_devices must be at least 1, got {count}")
     jax.config.update("jax_num_cpu_devices", count)
 
-
-def initialize_distributed() -> None:
-    """Join a multi-host job (TPU pod slice) when this process is one of several; else nothing."""
-    if os.environ.get("TPU_WORKER_HOSTNAMES") or os.environ.get("JAX_COORDINATOR_ADDRESS"):
-        jax.distributed.initialize()

@@ -7,19 +7,24 @@ Files in a workdir (docs/architecture.md, "Conventions"):
     tb/events.out.tfevents.*     the same scalars for TensorBoard
     samples/step_000123.jsonl    a few decoded completions per evaluation
 
+Files go through etils.epath (what orbax uses), so a workdir may be a local directory or a
+``gs://`` path.
+
 Missing statistics are omitted, never NaN: `length/correct` is absent from a step with no
 correct response, so a curve skips that step instead of showing a value that is not data.
 """
 
 import json
 import math
-import os
 import re
 import sys
 import time
 
 import numpy as np
+from etils import epath
 from tqdm import tqdm
+
+from r1jax import files
 
 # The paper's ten reflective words, in its order (docs/recipe.md §7).
 REFLECTIVE_WORDS = ("wait", "mistake", "however", "but", "retry", "error", "verify", "wrong",
@@ -96,8 +101,7 @@ def _parse_lines(path):
     A malformed last line is skipped (a process killed mid-write leaves one); a malformed line
     elsewhere is an error naming the file and line.
     """
-    with open(path) as f:
-        lines = f.read().splitlines()
+    lines = epath.Path(path).read_text().splitlines()
     records = []
     for i, line in enumerate(lines):
         if not line.strip():
@@ -137,19 +141,21 @@ class MetricsWriter:
         # users of this module (evaluation, rollout statistics) write no events.
         from tensorboardX import SummaryWriter
 
-        os.makedirs(workdir, exist_ok=True)
-        self.path = os.path.join(workdir, "metrics.jsonl")
+        workdir = epath.Path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.path = workdir / "metrics.jsonl"
         kept = []
-        if os.path.exists(self.path) and start_step > 0:
+        if self.path.exists() and start_step > 0:
             kept = [r for r in _parse_lines(self.path) if r["step"] < start_step]
-        tmp = self.path + ".tmp"
-        with open(tmp, "w") as f:
-            f.writelines(self._line(r["step"], {k: v for k, v in r.items() if k != "step"})
-                         for r in kept)
-        os.replace(tmp, self.path)
+        self._lines = [self._line(r["step"], {k: v for k, v in r.items() if k != "step"})
+                       for r in kept]
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text("".join(self._lines))
+        tmp.replace(self.path)
         self._last_step = kept[-1]["step"] if kept else -1
-        self._file = open(self.path, "a")
-        self._tb = SummaryWriter(os.path.join(workdir, "tb"),
+        # Objects in cloud storage cannot be appended to: there each step rewrites the file.
+        self._file = None if files.is_cloud_path(workdir) else self.path.open("a")
+        self._tb = SummaryWriter(str(workdir / "tb"),
                                  purge_step=start_step if start_step > 0 else None)
 
     @staticmethod
@@ -171,19 +177,26 @@ class MetricsWriter:
             except (TypeError, ValueError):
                 raise ValueError(f"MetricsWriter: metric {k!r} at step {step} is not a number: "
                                  f"{v!r}.") from None
-        self._file.write(self._line(step, values))
-        self._file.flush()
+        line = self._line(step, values)
+        if self._file is None:
+            self._lines.append(line)
+            self.path.write_text("".join(self._lines))
+        else:
+            self._file.write(line)
+            self._file.flush()
         for k, v in values.items():
             if math.isfinite(v):  # a gap in TensorBoard; the JSONL line holds the null
                 self._tb.add_scalar(k, v, int(step))
         self._last_step = step
 
     def flush(self):
-        self._file.flush()
+        if self._file is not None:
+            self._file.flush()
         self._tb.flush()
 
     def close(self):
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
         self._tb.close()
 
     def __enter__(self):
@@ -191,6 +204,19 @@ class MetricsWriter:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class Discard:
+    """Stands in for a MetricsWriter or a Progress where nothing is shown or written (the
+    processes of a multi-process run but process 0)."""
+
+    def write(self, step, metrics):
+        pass
+
+    update = write
+
+    def close(self):
+        pass
 
 
 def _jsonable(x):
@@ -206,11 +232,11 @@ def write_samples(workdir, step, records):
     values are converted. The file is replaced if it exists (a resumed run re-evaluating a step).
     Returns its path.
     """
-    path = os.path.join(workdir, "samples", f"step_{step:06d}.jsonl")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        f.writelines(json.dumps(r, default=_jsonable, ensure_ascii=False) + "\n" for r in records)
-    return path
+    path = epath.Path(workdir) / "samples" / f"step_{step:06d}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, default=_jsonable, ensure_ascii=False) + "\n"
+                            for r in records))
+    return str(path)
 
 
 class Progress:

@@ -10,6 +10,7 @@ import math
 import os
 
 import numpy as np
+from etils import epath
 from matplotlib.figure import Figure
 
 from r1jax import metrics as metrics_lib
@@ -19,7 +20,7 @@ EDGE_FRAC = 0.1  # "first / last 10% of RL steps" in the results table (issue 7)
 
 
 def _records(metrics):
-    if isinstance(metrics, (str, os.PathLike)):
+    if isinstance(metrics, (str, os.PathLike, epath.Path)):
         return metrics_lib.read_metrics(metrics)
     return list(metrics)
 
@@ -54,9 +55,10 @@ def _plot_lines(ax, records, lines, **kwargs):
 
 def _save(fig, ax, out_dir, name, paths):
     ax.legend(fontsize=8)
-    path = os.path.join(out_dir, name)
-    fig.savefig(path, dpi=DPI)
-    paths.append(path)
+    path = epath.Path(out_dir) / name
+    with path.open("wb") as f:  # a local file or an object in cloud storage
+        fig.savefig(f, dpi=DPI, format="png")
+    paths.append(str(path))
 
 
 def plot_run(metrics, eval_metrics, out_dir):
@@ -73,7 +75,7 @@ def plot_run(metrics, eval_metrics, out_dir):
     """
     records = _records(metrics)
     eval_metrics = list(eval_metrics or ())
-    os.makedirs(out_dir, exist_ok=True)
+    epath.Path(out_dir).mkdir(parents=True, exist_ok=True)
     paths = []
 
     k = next((e["k"] for e in eval_metrics if "k" in e), "k")
@@ -193,7 +195,7 @@ def results_table(metrics, evals):
 def write_report(workdir, base_eval: dict, final_eval: dict) -> None:
     """A finished run's plots and markdown results table (comparing the base and final
     evaluations, when both are given), written into its workdir and printed."""
-    history = metrics_lib.read_metrics(os.path.join(workdir, "metrics.jsonl"))
+    history = metrics_lib.read_metrics(epath.Path(workdir) / "metrics.jsonl")
     evals = [{"step": h["step"], **{k.removeprefix("eval/"): v for k, v in h.items()
                                     if k.startswith("eval/")}}
              for h in history if "eval/pass@1" in h]
@@ -205,6 +207,5 @@ def write_report(workdir, base_eval: dict, final_eval: dict) -> None:
     print("plots: " + ", ".join(paths))
     if len(strip) == 2:
         table = results_table(history, strip)
-        with open(os.path.join(workdir, "results.md"), "w") as f:
-            f.write(table + "\n")
+        (epath.Path(workdir) / "results.md").write_text(table + "\n")
         print(table)

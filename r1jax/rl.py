@@ -14,15 +14,15 @@ inputs from an experiment config (`python -m r1jax.main --config=experiments/X.p
 
 import dataclasses
 import functools
-import os
 import time
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from etils import epath
 
-from r1jax import grpo, loop, metrics, models, optim
+from r1jax import grpo, loop, metrics, models, multihost, optim
 from r1jax.mesh import data_parallel_size
 from r1jax.rollout import Collector, Rollout, RolloutSettings, rollout_metrics
 
@@ -147,7 +147,8 @@ def reference_logprobs(cfg, s: UpdateSettings, params, batch):
 
 
 def _put(mesh, tree, axis=0):
-    """Host arrays placed with dimension ``axis`` split over the mesh's data axes."""
+    """Host arrays (the same on every process) placed with dimension ``axis`` split over the
+    mesh's data axes."""
     return jax.device_put(tree, models.batch_sharding(mesh, ndim=axis + 1, axis=axis))
 
 
@@ -166,7 +167,7 @@ def learn(c, cfg, s: UpdateSettings, state: dict, ro: Rollout, rng, mesh):
                  advantages=advantages.astype(np.float32))
     n_rows = len(ro.lengths)
     if s.kl_coef:  # in microbatch-sized chunks, to bound memory as the updates do
-        batch["ref_logprobs"] = np.concatenate([np.asarray(reference_logprobs(
+        batch["ref_logprobs"] = np.concatenate([multihost.fetch(reference_logprobs(
             cfg, s, state["ref_params"], _put(mesh, {k: v[rows] for k, v in batch.items()})))
             for rows in np.split(np.arange(n_rows), c.num_minibatches * c.microbatches)])
     else:
@@ -178,11 +179,11 @@ def learn(c, cfg, s: UpdateSettings, state: dict, ro: Rollout, rng, mesh):
             mb = optim.split_microbatches({k: v[rows] for k, v in batch.items()}, c.microbatches)
             params, opt_state, m = update(cfg, s, params, opt_state, _put(mesh, mb, axis=1))
             outs.append(m)
-    first, outs = outs[0], jax.device_get(outs)
+    outs = multihost.fetch(outs)
     out = {k: float(np.mean([m[k] for m in outs])) for k in outs[0]}
     out["ratio_max"] = float(max(m["ratio_max"] for m in outs))
     out["skipped"] = int(sum(bool(m["skipped"]) for m in outs))
-    out["drift"] = float(first["drift"])  # only the first minibatch is on-policy
+    out["drift"] = float(outs[0]["drift"])  # only the first minibatch is on-policy
     return {**state, "params": params, "opt_state": opt_state}, out, advantages
 
 
@@ -258,7 +259,8 @@ def train(c, workdir, cfg, params, tokenizer, scorer, examples, mesh,
             logged.update(evaluate(step + 1, state["params"]))
         if not sampled_steps or (step + 1) % c.checkpoint_every == 0:  # this process's first too
             sampled_steps.append(step)
-            write_samples(workdir, step + 1, ro, c.samples_logged)
+            if multihost.is_primary():
+                write_samples(workdir, step + 1, ro, c.samples_logged)
         if logged["adv/zero_std_frac"] == 1.0:
             print(f"step {step + 1}: every group has equal rewards; this step learned nothing")
         return loop.StepResult(state, logged, out["skipped"])
@@ -280,7 +282,7 @@ def job(config, workdir: str) -> bool:
     pretrained first. A finished run ends with the final evaluation, plots, results.md and its
     policy as an HF checkpoint in ``config.export``; a stopped one (SIGTERM) resumes when
     rerun. Returns whether the run finished."""
-    from r1jax import evaluate, export, plots, policy, rewards, tokenizers, toy
+    from r1jax import evaluate, export, files, plots, policy, rewards, tokenizers, toy
     from r1jax.data import prompts
     from r1jax.mesh import mesh_from_config
 
@@ -297,9 +299,12 @@ def job(config, workdir: str) -> bool:
         raise ValueError(f"data.max_prompt_tokens={config.data.max_prompt_tokens} + "
                          f"rl.max_new_tokens={config.rl.max_new_tokens} exceed the model's "
                          f"max_position {cfg.max_position}")
-    examples = prompts.prompt_batches_for(config, config.rl.prompts_per_step, config.rl.seed,
-                                          lambda prompt: len(tokenizer.encode(prompt)))
     mesh = mesh_from_config(config.mesh)
+    check_batch(config.rl, mesh)
+    examples = prompts.prompt_batches_for(  # this process's rows of each batch
+        config, config.rl.prompts_per_step, config.rl.seed,
+        lambda prompt: len(tokenizer.encode(prompt)),
+        multihost.row_block(mesh, config.rl.prompts_per_step))
     hook = evaluate.hook_from_config(config, cfg, tokenizer, mesh) if config.rl.eval_every else None
     cfg, params = policy.load_policy(config.model, mesh=mesh)
     if "pretrain" in config:
@@ -314,8 +319,14 @@ def job(config, workdir: str) -> bool:
         result = train(config.rl, workdir, cfg, params, tokenizer, scorer, examples, mesh, hook)
     if result.finished:
         final = result.state["params"]
-        plots.write_report(workdir, base_eval, hook(config.rl.steps, final) if hook else {})
-        out = os.path.join(workdir, config.get("export", ""))
-        if config.get("export") and not os.path.exists(out):  # a rerun of a finished run keeps it
-            export.export(workdir, out)
+        final_eval = hook(config.rl.steps, final) if hook else {}
+        out = epath.Path(workdir).absolute() / config.get("export", "")
+        if config.get("export") and not out.exists():  # a rerun of a finished run keeps it
+            dtype = jnp.dtype(config.model.get("dtype") or "float32")  # as export.export's
+            params = jax.tree.map(lambda x: x.astype(dtype), multihost.fetch(final))
+            if multihost.is_primary():
+                export.write(cfg, params, export.tokenizer_files(
+                    source or files.local_copy(toy.tokenizer_file(workdir))), out)
+        if multihost.is_primary():
+            plots.write_report(workdir, base_eval, final_eval)
     return result.finished

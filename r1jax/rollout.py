@@ -13,10 +13,9 @@ and `take` work row-wise over its fields, so a new per-row field needs no code o
 import dataclasses
 from typing import Any, NamedTuple
 
-import jax
 import numpy as np
 
-from r1jax import metrics, optim, sampling, stopping
+from r1jax import metrics, multihost, optim, sampling, stopping
 
 _SUMMED = {"per_row": False}  # a field of counts over the whole rollout, not one value per row
 
@@ -123,11 +122,14 @@ class Collector:
         self.stop = stopping.stop_condition(tokenizer, settings.stop_strings)
 
     def sample(self, params, examples: list, rng) -> Sampled:
-        """Dispatch sampling for B examples (JAX runs it asynchronously)."""
+        """Dispatch sampling for B examples, this process's rows of them (`multihost.row_slice`;
+        all of them in a single-process run); JAX runs it asynchronously."""
         s = self.settings
-        if len(examples) != s.prompts_per_step:
-            raise ValueError(f"the data gave a batch of {len(examples)} examples; "
-                             f"prompts_per_step is {s.prompts_per_step}")
+        rows = multihost.row_slice(self.mesh, s.prompts_per_step)
+        if len(examples) != rows.stop - rows.start:
+            raise ValueError(f"the data gave a batch of {len(examples)} examples; this process's "
+                             f"share of prompts_per_step={s.prompts_per_step} is "
+                             f"{rows.stop - rows.start}")
         prompts = [self.tokenizer.encode(ex["prompt"]) for ex in examples]
         return Sampled(examples, sampling.generate(
             self.cfg, optim.cast_floating(params, s.compute_dtype), prompts, rng,
@@ -137,14 +139,17 @@ class Collector:
             mesh=self.mesh))
 
     def score(self, sampled: Sampled) -> Rollout:
-        """Fetch a sampled batch to the host, decode it and score it."""
-        G, out = self.settings.group_size, jax.device_get(sampled.out)
+        """Fetch this process's rows of a sampled batch to the host, decode and score them; the
+        rollout of every process's rows, the same on each (reward counts summed over them)."""
+        G, out = self.settings.group_size, multihost.local_rows(sampled.out)
         texts = [self.tokenizer.decode(row[:n]) for row, n in zip(out.tokens, out.lengths)]
         examples = [ex for ex in sampled.examples for _ in range(G)]
         rewards, terms, stats = self.scorer.score(texts, examples)
-        return Rollout(examples, np.repeat(out.prompts, G, 0), np.repeat(out.prompt_mask, G, 0),
-                       out.tokens, out.mask, out.logprobs, out.lengths, out.truncated, texts,
-                       rewards, terms, stats)
+        local = Rollout(examples, np.repeat(out.prompts, G, 0), np.repeat(out.prompt_mask, G, 0),
+                        out.tokens, out.mask, out.logprobs, out.lengths, out.truncated, texts,
+                        rewards, terms, stats)
+        parts = multihost.gather_blocks(self.mesh, self.settings.prompts_per_step * G, local)
+        return parts[0] if len(parts) == 1 else concat(parts)
 
     def fill_informative(self, ro: Rollout, sample_more) -> tuple[Rollout, int]:
         """DAPO dynamic sampling: the rollout cut to B groups whose rewards are not all equal.

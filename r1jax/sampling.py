@@ -21,6 +21,7 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from r1jax import multihost
 from r1jax.mesh import data_parallel_size
 from r1jax.models import ModelConfig, forward_cached, init_cache, padding_positions
 from r1jax.models.sharding import BATCH_AXES
@@ -173,25 +174,27 @@ def generate(cfg: ModelConfig, params, prompts, rng, num_samples: int = 1,
 
     With a mesh, the batch is split over its data axes (``params`` should already be placed with
     ``models.shard_params``); the result equals the unsharded one for the same ``rng``. The number
-    of prompts times ``num_samples`` must then be divisible by the data-parallel size.
+    of prompts times ``num_samples`` must then be divisible by the data-parallel size. In a run
+    over several processes, ``prompts`` are this process's rows of the batch
+    (`multihost.row_slice`) and every process calls this together; the outputs are global
+    arrays whose rows b*G .. b*G+G-1 live where prompt b does (`multihost.local_rows`).
     """
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("generate needs at least one prompt and no empty prompt")
     if temperature < 0 or not 0 < top_p <= 1 or top_k < 0 or max_new_tokens < 1:
         raise ValueError(f"invalid sampling settings: temperature={temperature}, top_p={top_p}, "
                          f"top_k={top_k}, max_new_tokens={max_new_tokens}")
-    longest = max(len(p) for p in prompts)
+    longest = max(multihost.allgather(max(len(p) for p in prompts)))
     if longest + max_new_tokens > cfg.max_position:
         raise ValueError(f"prompt ({longest}) + max_new_tokens ({max_new_tokens}) exceeds the "
                          f"model's max_position {cfg.max_position}")
     tokens, mask = pad_prompts(prompts, prompt_bucket(longest), pad_id)
     if mesh is not None:
-        sharding = NamedSharding(mesh, P(BATCH_AXES))
-        data_size = data_parallel_size(mesh)
-        if len(prompts) % data_size:
-            raise ValueError(f"{len(prompts)} prompts do not split over the mesh's data axes "
-                             f"({data_size} ways)")
-        tokens, mask = jax.device_put((tokens, mask), sharding)
+        _, count = multihost.row_block(mesh, data_parallel_size(mesh))
+        if (len(prompts) * count) % data_parallel_size(mesh):
+            raise ValueError(f"{len(prompts) * count} prompts do not split over the mesh's data "
+                             f"axes ({data_parallel_size(mesh)} ways)")
+        tokens, mask = multihost.put_rows(mesh, (tokens, mask))
     out = _generate(cfg, params, tokens, mask, rng, padded_table(stop, cfg.vocab_size),
                     num_samples=num_samples, max_new_tokens=max_new_tokens,
                     temperature=float(temperature), top_p=float(top_p), top_k=int(top_k),

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from r1jax import loop, models, optim
+from r1jax import loop, models, multihost, optim
 from r1jax.optim import LossTerms
 
 
@@ -91,39 +91,43 @@ def update(cfg, s: UpdateSettings, params, opt_state, microbatches):
     return params, opt_state, {**out, "tokens": terms.denom}
 
 
-def _split_batch(batch, config):
+def _split_batch(batch, config, rows: int):
+    """(tokens, loss_mask) microbatches of a batch of ``rows`` rows (this process's share)."""
     if isinstance(batch, dict):
         tokens, mask = np.asarray(batch["tokens"]), np.asarray(batch["loss_mask"])
     else:
         tokens = np.asarray(batch)
         mask = np.ones((tokens.shape[0], tokens.shape[1] - 1), bool)
-    if tokens.shape != (config.batch_size, config.seq_len + 1) or mask.shape != (
-            config.batch_size, config.seq_len):
+    if tokens.shape != (rows, config.seq_len + 1) or mask.shape != (rows, config.seq_len):
         raise ValueError(f"batch of tokens {tokens.shape} / loss_mask {mask.shape}; the config "
                          f"asks for batch_size={config.batch_size}, seq_len={config.seq_len} "
-                         f"(tokens [B, seq_len + 1], loss_mask [B, seq_len])")
-    if config.batch_size % config.microbatches:
-        raise ValueError(f"batch_size={config.batch_size} does not split into "
-                         f"microbatches={config.microbatches}")
+                         f"(tokens [B, seq_len + 1], loss_mask [B, seq_len]; {rows} of the B "
+                         f"rows from this process)")
+    if rows % config.microbatches:
+        raise ValueError(f"batch_size={config.batch_size} ({rows} rows from this process) does "
+                         f"not split into microbatches={config.microbatches}")
     return optim.split_microbatches((tokens.astype(np.int32), mask), config.microbatches)
 
 
 def train(config, workdir, cfg, params, batches, mesh) -> loop.RunResult:
     """Run (or resume) next-token training for ``config.steps`` updates (the loop's skeleton:
-    checkpoints with the iterator state, resume, SIGTERM; see loop.py)."""
+    checkpoints with the iterator state, resume, SIGTERM; see loop.py). In a run over several
+    processes, ``batches`` yields this process's rows of each batch (`pipeline.sft_dataset`'s
+    ``shard``)."""
     settings = UpdateSettings.from_config(config)
     params = models.shard_params(cfg, params, mesh)
     # A copy: the update donates its inputs, and the caller's arrays must survive the run.
     state = {"params": jax.tree.map(jnp.copy, params),
              "opt_state": optim.init_opt_state(settings.optimizer.make(), params, mesh)}
-    sharding = models.batch_sharding(mesh, ndim=3, axis=1)  # the rows of each microbatch
+    rows = multihost.row_slice(mesh, config.batch_size)  # the batches' rows this process reads
 
     def step_fn(state, step):
         t0 = time.perf_counter()
-        microbatches = jax.device_put(_split_batch(next(batches), config), sharding)
+        microbatches = multihost.put_rows(  # the rows of each microbatch over the data axes
+            mesh, _split_batch(next(batches), config, rows.stop - rows.start), axis=1)
         params, opt_state, out = update(cfg, settings, state["params"], state["opt_state"],
                                         microbatches)
-        out = {k: float(v) for k, v in jax.device_get(out).items()}
+        out = {k: float(v) for k, v in multihost.fetch(out).items()}
         dt = time.perf_counter() - t0
         out.update({"time/step_s": dt,
                     "throughput/tokens_per_s": microbatches[0].size / dt})

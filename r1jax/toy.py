@@ -9,8 +9,12 @@ keys and ``documents``).
 """
 
 import os
+import tempfile
+from pathlib import Path
 
-from r1jax import data, tokenizers
+from etils import epath
+
+from r1jax import data, files, tokenizers
 
 
 def corpus_config(config) -> data.CorpusConfig:
@@ -24,12 +28,22 @@ def corpus_config(config) -> data.CorpusConfig:
 def tokenizer(config, workdir: str, vocab_size: int) -> tokenizers.Tokenizer:
     """The SentencePiece tokenizer trained on ``config.data.tokenizer_documents`` corpus
     documents, once, and reused from ``workdir/tokenizer.model``."""
-    prefix = os.path.join(workdir, "tokenizer")
-    if not os.path.exists(prefix + ".model"):
+    from r1jax import multihost
+
+    if multihost.is_primary() and not tokenizer_file(workdir).exists():
         lines = data.corpus_documents(config.data.seed, config.data.tokenizer_documents,
                                       corpus_config(config))
-        tokenizers.train_sentencepiece(lines, prefix, vocab_size)
-    return tokenizers.load_tokenizer(prefix + ".model")
+        with tempfile.TemporaryDirectory() as tmp:  # sentencepiece writes local files only
+            tokenizers.train_sentencepiece(lines, os.path.join(tmp, "tokenizer"), vocab_size)
+            for name in ("tokenizer.vocab", "tokenizer.model"):  # the model last: it marks done
+                files.upload(Path(tmp, name), epath.Path(workdir) / name)
+    multihost.sync("toy tokenizer")  # the other processes read what process 0 wrote
+    return tokenizers.load_tokenizer(files.local_copy(tokenizer_file(workdir)))
+
+
+def tokenizer_file(workdir) -> epath.Path:
+    """Where the toy world's SentencePiece model is in the run's workdir."""
+    return epath.Path(workdir) / "tokenizer.model"
 
 
 def base_model(config, workdir: str, cfg, params, tokenizer, mesh):
@@ -37,29 +51,31 @@ def base_model(config, workdir: str, cfg, params, tokenizer, mesh):
     ``config.pretrain.documents`` corpus documents (`sft.train` in ``workdir/pretrain``), saved as
     an HF checkpoint in ``workdir/base`` and loaded from there with ``config.model.dtype``.
     None when pretraining was stopped by SIGTERM (it is checkpointed; a rerun resumes it)."""
-    from r1jax import models, policy, sft
+    from r1jax import export, multihost, policy, sft
     from r1jax.data import pipeline
 
-    base = os.path.join(workdir, "base")
-    if not os.path.exists(base):
+    base = epath.Path(workdir) / "base"
+    if not base.exists():
         p = config.pretrain
         print(f"pretraining the base model: {p.steps} steps of {p.batch_size} x {p.seq_len} "
               f"tokens")
         documents = data.corpus_documents(config.data.seed + 1, p.documents, corpus_config(config))
         pairs = [data.split_prompt(doc) for doc in documents]
         batches = iter(pipeline.sft_dataset(pairs, tokenizer, p.seq_len, p.batch_size, p.seed,
-                                            p.mask_prompt))
+                                            p.mask_prompt, multihost.row_block(mesh, p.batch_size)))
         result = sft.train(p, os.path.join(workdir, "pretrain"), cfg, params, batches, mesh)
         if not result.finished:
             return None
-        models.save_hf(cfg, result.state["params"], base + ".partial")
-        os.replace(base + ".partial", base)  # a killed save leaves no base to reuse
-    return policy.load_policy(base, dtype=config.model.dtype, mesh=mesh)
+        trained = multihost.fetch(result.state["params"])
+        if multihost.is_primary():  # through base.partial: a killed save leaves no base to reuse
+            export.write(cfg, trained, {}, base)
+        multihost.sync("toy base model")
+    return policy.load_policy(files.local_copy(base), dtype=config.model.dtype, mesh=mesh)
 
 
-def prompt_batches(data_config, batch_size: int, seed: int):
-    """A checkpointable iterator of training batches: toy-world train problems in the R1-Zero
-    template."""
+def prompt_batches(data_config, batch_size: int, seed: int, shard: tuple[int, int] = (0, 1)):
+    """A checkpointable iterator of training batches (``shard``'s rows of each:
+    `pipeline.prompt_dataset`): toy-world train problems in the R1-Zero template."""
     from r1jax.data import pipeline
     from r1jax.templates import r1_zero_prompt
 
@@ -68,7 +84,7 @@ def prompt_batches(data_config, batch_size: int, seed: int):
         for task in data_config.tasks
         for ex in data.make_split(task, "train", data_config.train_size, data_config.seed,
                                   levels=tuple(data_config.levels))]
-    return iter(pipeline.prompt_dataset(examples, batch_size, seed))
+    return iter(pipeline.prompt_dataset(examples, batch_size, seed, shard=shard))
 
 
 def job(config, workdir: str) -> bool:

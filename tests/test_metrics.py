@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-from r1jax import metrics
+from r1jax import files, metrics
 
 
 def counts(text):
@@ -173,6 +173,20 @@ def test_writer_resume_drops_steps_from_restart(tmp_path):
     # A fresh run (start_step=0) in the same workdir starts an empty file.
     metrics.MetricsWriter(tmp_path).close()
     assert metrics.read_metrics(tmp_path / "metrics.jsonl") == []
+
+
+def test_writer_in_cloud_storage_rewrites_the_file_each_step(tmp_path, monkeypatch):
+    # Objects in cloud storage cannot be appended to; a local directory stands in for a bucket.
+    monkeypatch.setattr(files, "is_cloud_path", lambda path: True)
+    with metrics.MetricsWriter(tmp_path) as w:
+        assert w._file is None
+        for s in range(4):
+            w.write(s, {"x": float(s)})
+            assert [r["step"] for r in metrics.read_metrics(tmp_path / "metrics.jsonl")] == \
+                list(range(s + 1))
+    with metrics.MetricsWriter(tmp_path, start_step=2) as w:
+        w.write(2, {"x": 20.0})
+    assert [r["x"] for r in metrics.read_metrics(tmp_path / "metrics.jsonl")] == [0, 1, 20]
 
 
 def test_read_metrics_names_a_bad_line(tmp_path):

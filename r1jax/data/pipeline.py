@@ -5,6 +5,11 @@ Both are shuffled with a seed, reshuffled each epoch, repeated forever and batch
 `it = iter(ds)`; `it.get_state()` / `it.set_state(state)` (a small dict) resume exactly, so a
 run resumed at step k sees the batches it would have seen.
 
+In a run over several processes each reads its own rows of every batch: ``shard=(index,
+count)`` (`r1jax.multihost.row_block`) yields rows index*b .. (index+1)*b - 1 of each global
+batch of ``batch_size`` (b = batch_size / count), so the processes' rows together are the batch
+one process would read, whatever the number of processes.
+
 Batches are read in the calling thread, with no worker processes and no prefetch: each is a few
 dicts or a gather of rows, cheaper than a thread hand-off, and grain's default (16 threads
 reading 500 elements ahead) competes with JAX for a laptop's cores. grain's index shuffle is slow
@@ -23,17 +28,29 @@ from r1jax.tokenizers import Tokenizer
 _READ_OPTIONS = grain.ReadOptions(num_threads=0, prefetch_buffer_size=0)
 
 
+def _batches(ds: grain.MapDataset, batch_size: int, shard: tuple[int, int],
+             batch_fn=None) -> grain.IterDataset:
+    """``ds`` repeated forever in batches of ``batch_size``, this shard's rows of each."""
+    index, count = shard
+    if batch_size % count or not 0 <= index < count:
+        raise ValueError(f"a batch of {batch_size} does not split into {count} shards, or shard "
+                         f"{index} is not one of them")
+    return (ds.repeat().batch(batch_size // count, batch_fn=batch_fn)[index::count]
+            .to_iter_dataset(_READ_OPTIONS))
+
+
 def prompt_dataset(
-    examples: Sequence[dict], batch_size: int, seed: int, shuffle: bool = True
+    examples: Sequence[dict], batch_size: int, seed: int, shuffle: bool = True,
+    shard: tuple[int, int] = (0, 1),
 ) -> grain.IterDataset:
-    """Batches of `batch_size` examples (lists of dicts, as given), epoch after epoch; a batch
-    may span two epochs."""
+    """Batches of `batch_size` examples (lists of dicts, as given; this shard's rows of each),
+    epoch after epoch; a batch may span two epochs."""
     if not examples:
         raise ValueError("prompt_dataset got no examples.")
     ds = grain.MapDataset.source(list(examples))
     if shuffle:
         ds = ds.shuffle(seed=seed)
-    return ds.repeat().batch(batch_size, batch_fn=list).to_iter_dataset(_READ_OPTIONS)
+    return _batches(ds, batch_size, shard, batch_fn=list)
 
 
 def pack_pairs(pairs, tokenizer: Tokenizer, seq_len: int, mask_prompt: bool = True):
@@ -64,9 +81,9 @@ def pack_pairs(pairs, tokenizer: Tokenizer, seq_len: int, mask_prompt: bool = Tr
 
 
 def sft_dataset(pairs, tokenizer: Tokenizer, seq_len: int, batch_size: int, seed: int,
-                mask_prompt: bool = True) -> grain.IterDataset:
+                mask_prompt: bool = True, shard: tuple[int, int] = (0, 1)) -> grain.IterDataset:
     """Shuffled, repeated batches {"tokens": [B, seq_len + 1], "loss_mask": [B, seq_len]} of
-    ``pack_pairs`` windows."""
+    ``pack_pairs`` windows (this shard's rows of each)."""
     tokens, mask = pack_pairs(pairs, tokenizer, seq_len, mask_prompt)
     ds = grain.MapDataset.source([{"tokens": t, "loss_mask": m} for t, m in zip(tokens, mask)])
-    return ds.shuffle(seed=seed).repeat().batch(batch_size).to_iter_dataset(_READ_OPTIONS)
+    return _batches(ds.shuffle(seed=seed), batch_size, shard)

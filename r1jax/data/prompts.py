@@ -204,9 +204,11 @@ def load_source(spec) -> list[dict]:
 
 def prompt_batches(data_config, batch_size: int, seed: int,
                    to_prompt: Callable[[str], str] = templates.r1_zero_prompt,
-                   prompt_tokens: Callable[[str], int] | None = None):
+                   prompt_tokens: Callable[[str], int] | None = None,
+                   shard: tuple[int, int] = (0, 1)):
     """A checkpointable iterator (get_state/set_state) of shuffled, repeated batches of the
-    examples of `data_config.sources`, each with its question in the template `to_prompt`.
+    examples of `data_config.sources` (``shard``'s rows of each: `pipeline.prompt_dataset`),
+    each with its question in the template `to_prompt`.
     With `prompt_tokens` (prompt -> its token count), prompts longer than
     `data_config.max_prompt_tokens` are an error, or dropped with `drop_long_prompts`."""
     from r1jax.data import pipeline
@@ -216,7 +218,7 @@ def prompt_batches(data_config, batch_size: int, seed: int,
     if prompt_tokens is not None:
         examples = within_length(examples, prompt_tokens, data_config.max_prompt_tokens,
                                  data_config.drop_long_prompts)
-    return iter(pipeline.prompt_dataset(examples, batch_size, seed))
+    return iter(pipeline.prompt_dataset(examples, batch_size, seed, shard=shard))
 
 
 def within_length(examples: list[dict], prompt_tokens: Callable[[str], int], limit: int,
@@ -275,15 +277,16 @@ def _check_rewards(sources, configured) -> None:
 
 
 def prompt_batches_for(config, batch_size: int, seed: int,
-                       prompt_tokens: Callable[[str], int] | None = None):
-    """The RL job's prompt batches: from `config.data.sources` in `config.data.template`
-    ("r1_zero" when unset) when the config lists sources (their length checked by
-    `prompt_tokens`, see `prompt_batches`), else the toy world's problems."""
+                       prompt_tokens: Callable[[str], int] | None = None,
+                       shard: tuple[int, int] = (0, 1)):
+    """The RL job's prompt batches (``shard``'s rows of each): from `config.data.sources` in
+    `config.data.template` ("r1_zero" when unset) when the config lists sources (their length
+    checked by `prompt_tokens`, see `prompt_batches`), else the toy world's problems."""
     if not config.data.get("sources"):
         from r1jax import toy
 
-        return toy.prompt_batches(config.data, batch_size, seed)
+        return toy.prompt_batches(config.data, batch_size, seed, shard)
     _check_rewards(config.data.sources, config.rewards)
     to_prompt = prompt_template(config.data.get("template", "r1_zero"),
                                 config.tokenizer or config.model.hf_path)
-    return prompt_batches(config.data, batch_size, seed, to_prompt, prompt_tokens)
+    return prompt_batches(config.data, batch_size, seed, to_prompt, prompt_tokens, shard)

@@ -82,3 +82,17 @@ def test_sft_batches_draw_packed_windows_and_resume(toy_tokenizer):
     for a, b in zip(take(fresh, 5), expected, strict=True):
         np.testing.assert_array_equal(a["tokens"], b["tokens"])
         np.testing.assert_array_equal(a["loss_mask"], b["loss_mask"])
+
+
+@pytest.mark.parametrize("count", [2, 4])
+def test_process_shards_together_read_the_batches_of_one_process(count):
+    examples = tasks.make_split("arithmetic", "train", 50, seed=0)
+    whole = take(iter(pipeline.prompt_dataset(examples, batch_size=8, seed=3)), 9)
+    shards = [iter(pipeline.prompt_dataset(examples, 8, seed=3, shard=(i, count)))
+              for i in range(count)]
+    for step, batch in enumerate(whole):
+        parts = [next(shard) for shard in shards]
+        assert [len(p) for p in parts] == [8 // count] * count
+        assert [e for p in parts for e in p] == batch, step
+    with pytest.raises(ValueError, match="does not split"):
+        pipeline.prompt_dataset(examples, batch_size=6, seed=3, shard=(0, 4))
