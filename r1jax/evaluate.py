@@ -208,7 +208,8 @@ def hook_from_config(config, cfg, tokenizer, mesh):
     top-p 0.95, stopping where the training rollouts do (``config.rl.stop_strings``).
     ``config.eval.benchmark`` is logged under eval/ (what the plots and the results table read),
     each of ``config.eval.also`` under eval/NAME/. Every problem set is read now, so a missing
-    file stops the job before training."""
+    file stops the job before training. A step is evaluated once: called again for the step it
+    evaluated last, it returns that result (the params of a step do not change)."""
     e = config.eval
     stop = stopping.stop_condition(tokenizer, tuple(config.rl.stop_strings))
     hooks = [training_hook(cfg, tokenizer, held_out_problems(config, name),
@@ -217,7 +218,16 @@ def hook_from_config(config, cfg, tokenizer, mesh):
                            extraction=e.get("extraction", DEFAULT_EXTRACTION))
              for name, prefix in [(e.benchmark, "eval/"),
                                   *((name, f"eval/{name}/") for name in e.get("also", ()))]]
-    return lambda step, params: {k: v for hook in hooks for k, v in hook(step, params).items()}
+    last = {}  # step -> metrics of the latest step evaluated
+
+    def evaluate(step, params):
+        # The RL job evaluates its last step twice (in the loop, then for the report), with the
+        # same params: the second time is the first's result.
+        if step not in last:
+            last.clear()
+            last[step] = {k: v for hook in hooks for k, v in hook(step, params).items()}
+        return last[step]
+    return evaluate
 
 
 def markdown_table(summary: dict) -> str:

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from r1jax import (
+    cli,
     evaluate,
     main,
     models,
@@ -36,6 +37,7 @@ TESTS = os.path.dirname(os.path.abspath(__file__))
 FIXTURES = os.path.join(TESTS, "fixtures", "eval")
 SMOKE_CONFIG = os.path.join(os.path.dirname(TESTS), "experiments", "r1_zero_toy.py")
 CFG = models.get_config("tiny", vocab_size=512)
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REQUIRED_KEYS = {"pass@1", "cons@k", "pass@k", "length/mean", "truncated_frac", "n_problems", "k"}
 # A chat template in the style of Qwen's, for the r1_usage template through jinja2.
 CHAT_TEMPLATE = ("{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n"
@@ -251,6 +253,19 @@ def test_all_samples_of_a_batch_of_problems_go_to_the_sampler_in_one_call(
     assert len(calls) == 4 and metrics["eval/n_problems"] == 10
     assert {k: v for k, v in metrics.items() if "_s" not in k} == {
         k: v for k, v in hook(7, params).items() if "_s" not in k}  # the rng follows the step
+
+
+def test_the_experiment_hook_evaluates_a_step_once(monkeypatch, tokenizer, params):
+    calls = []
+    generate = sampling.generate
+    monkeypatch.setattr(sampling, "generate", lambda *args, **kwargs: calls.append(args[3])
+                        or generate(*args, **kwargs))
+    config = cli.load_experiment(os.path.join(REPO, "experiments", "r1_zero_toy.py"), "smoke")
+    config.eval.update(n_problems=2, k=1, max_new_tokens=4)
+    hook = evaluate.hook_from_config(config, CFG, tokenizer, None)
+    first = hook(5, params)
+    assert len(calls) == 1 and hook(5, params) is first  # the final evaluation of the last step
+    assert hook(6, params) is not first and len(calls) == 2
 
 
 def check_outputs(out, capsys, benchmark, n_problems, k):
