@@ -103,13 +103,18 @@ def write(cfg, params, files: dict[str, Path], out) -> None:
     last (what loaders look for first)."""
     out = epath.Path(out)
     _check_out(out)
-    if files_lib.is_cloud_path(out):
-        with tempfile.TemporaryDirectory() as tmp:
-            write(cfg, params, files, Path(tmp) / "hf")
-            out.mkdir(parents=True, exist_ok=True)
-            for file in sorted((Path(tmp) / "hf").iterdir(), key=lambda f: f.name == "config.json"):
-                (out / file.name).write_bytes(file.read_bytes())
+    if not files_lib.is_cloud_path(out):
+        _write_local(cfg, params, files, Path(out))
         return
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / "hf"
+        _write_local(cfg, params, files, local)
+        out.mkdir(parents=True, exist_ok=True)
+        for file in sorted(local.iterdir(), key=lambda f: f.name == "config.json"):
+            (out / file.name).write_bytes(file.read_bytes())
+
+
+def _write_local(cfg, params, files: dict[str, Path], out: Path) -> None:
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)  # a killed export's, by its name
     models.save_hf(cfg, params, str(partial))
