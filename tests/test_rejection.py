@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from r1jax import rejection, rewards
 
 # A language of the words "la" and "li", scored by word (no lingua models to load).
-rewards.register_language("xx", frozenset({"la", "li"}).__contains__)
+rewards.register_language("la-li", frozenset({"la", "li"}).__contains__)
 WORDS = st.text(alphabet="abcdefgh", min_size=1, max_size=6)
 
 
@@ -35,14 +35,14 @@ def test_each_filter_drops_what_it_exists_for_and_is_counted():
     s = rejection.FilterSettings(ngram=3, max_repeated_ngrams=0.2, max_paragraph_words=20)
     good = "<think>la li la</think><answer>4</answer>"
     samples = [
-        sample(good, lang="xx"),
+        sample(good, lang="la-li"),
         sample(good, correct=False),
-        sample("<think>la li la other words here</think><answer>4</answer>", lang="xx"),
+        sample("<think>la li la other words here</think><answer>4</answer>", lang="la-li"),
         sample("<think>" + "wait let me check " * 5 + "</think><answer>4</answer>"),
         sample("<think>" + " ".join(f"step{i}" for i in range(21)) + "</think><answer>4</answer>"),
         sample("<think>ok</think><answer>```print(4)```</answer>", reward="accuracy"),
         sample("<think>ok</think><answer>```print(4)```</answer>", reward="code"),
-        sample("  <think>la li  la</think><answer>4</answer>", prompt=" P", lang="xx"),
+        sample("  <think>la li  la</think><answer>4</answer>", prompt=" P", lang="la-li"),
     ]
     kept, dropped = rejection.select(samples, s)
     assert kept == [samples[0], samples[6]]
@@ -53,7 +53,7 @@ def test_each_filter_drops_what_it_exists_for_and_is_counted():
 @settings(max_examples=50)
 @given(st.lists(st.tuples(st.sampled_from(["la li", "la x", "a b a b a b a b", "```x```", ""]),
                           st.booleans(), st.sampled_from(["p", "q"]),
-                          st.sampled_from([{}, {"lang": "xx"}, {"reward": "code"}])),
+                          st.sampled_from([{}, {"lang": "la-li"}, {"reward": "code"}])),
                 max_size=30))
 def test_every_sample_is_kept_or_dropped_by_exactly_one_filter(rows):
     samples = [sample(text, correct, prompt, **example) for text, correct, prompt, example in rows]
