@@ -75,7 +75,8 @@ def _problem_record(problem, texts, lengths, truncated, judge, equivalent, k):
     correct = [bool(c) for c, _ in verdicts]
     answers = [a for _, a in verdicts]
     winner = majority_vote(answers, equivalent)
-    return {"id": problem.get("id"), "prompt": problem["prompt"], "gold": problem.get("answer"),
+    return {"id": problem.get("id"), "lang": problem.get("lang"), "prompt": problem["prompt"],
+            "gold": problem.get("answer"),
             "completions": texts, "answers": answers, "correct": correct,
             "lengths": [int(n) for n in lengths], "truncated": [bool(t) for t in truncated],
             "pass@1": sum(correct) / k,
@@ -84,7 +85,10 @@ def _problem_record(problem, texts, lengths, truncated, judge, equivalent, k):
 
 
 def summarize(records, k: int, pass_ks=()) -> dict:
-    """The benchmark's numbers from its per-problem records (see `run`)."""
+    """The benchmark's numbers from its per-problem records (see `run`): accuracy, lengths,
+    reflection, and how readable the completions are, which R1's stages change: the shares in
+    R1-Zero's format and in R1's readable one (with a summary), and, when the problems are posed
+    in a language ("lang"), the language consistency of the reasoning (the `language` reward)."""
     lengths = np.concatenate([r["lengths"] for r in records]).astype(np.float64)
     texts = [t for r in records for t in r["completions"]]
     counts = metrics.reflection_counts(texts)
@@ -102,7 +106,14 @@ def summarize(records, k: int, pass_ks=()) -> dict:
         "length/max": float(lengths.max()),
         "truncated_frac": float(np.mean([t for r in records for t in r["truncated"]])),
         "reflect/rate": float(counts["total"].mean()),
-        "reflect/wait_rate": float(counts["wait"].mean())})
+        "reflect/wait_rate": float(counts["wait"].mean()),
+        "format_frac": float(rewards.format_reward(texts).mean()),
+        "summary_format_frac": float(rewards.format_reward(texts, summary=True).mean())})
+    if all(r.get("lang") is not None for r in records):
+        language = rewards.get("language")
+        summary["language/consistency"] = float(np.mean(np.concatenate(
+            [language(r["completions"], [{"lang": r["lang"]}] * len(r["completions"]))
+             for r in records])))
     return summary
 
 
@@ -190,13 +201,15 @@ def held_out_problems(config, benchmark: str) -> list[dict]:
     """The first ``config.eval.n_problems`` problems of ``benchmark`` in the training prompts'
     template (``config.data.template``): read from ``config.eval.data_file`` (a file or
     "tfds:NAME[:SPLIT]", the main benchmark's only) or from its file in ``data_dir``; a toy
-    benchmark with neither generates its test problems of ``config.data``'s levels."""
+    benchmark with neither generates its test problems of ``config.data``'s levels, posed in
+    ``config.eval.languages`` (English when unset)."""
     from r1jax.data import benchmarks, prompts
 
     e = config.eval
     problems = benchmarks.load(benchmark, e.get("data_dir") or None,
                                path=(e.get("data_file") or None) if benchmark == e.benchmark
-                               else None, n=e.n_problems, levels=tuple(config.data.levels))
+                               else None, n=e.n_problems, levels=tuple(config.data.levels),
+                               languages=tuple(e.get("languages", ("en",))))
     to_prompt = prompts.prompt_template(config.data.get("template", "r1_zero"),
                                         config.tokenizer or config.model.hf_path)
     return [{**p, "prompt": to_prompt(p["question"])} for p in problems]

@@ -96,6 +96,21 @@ def export(workdir, out_dir, step: int | None = None, dtype: str | None = None) 
     return out
 
 
+def write_final(config, workdir, cfg, params, tokenizer_source) -> None:
+    """A finished training job's policy ``params`` (sharded or not) as an HF checkpoint in
+    ``workdir/config.export`` with ``config.model.dtype``, once: a rerun of a finished run, or a
+    config without ``export``, writes nothing. Process 0 writes it."""
+    from r1jax import multihost
+
+    out = epath.Path(workdir).absolute() / config.get("export", "")
+    if not config.get("export") or out.exists():
+        return
+    dtype = jax.numpy.dtype(config.model.get("dtype") or "float32")  # as export()'s
+    params = jax.tree.map(lambda x: x.astype(dtype), multihost.fetch(params))
+    if multihost.is_primary():
+        write(cfg, params, tokenizer_files(tokenizer_source), out)
+
+
 def write(cfg, params, files: dict[str, Path], out) -> None:
     """``params`` (host arrays) as an HF checkpoint in the directory ``out`` (which must not
     exist or be empty) with the tokenizer ``files`` (`tokenizer_files`), through

@@ -25,8 +25,12 @@ from r1jax.cli import load_experiment  # noqa: F401  (r1jax.main.load_experiment
 # that --cpu_devices takes effect before anything starts a JAX backend).
 JOBS = {
     "rl": "r1jax.rl:job",  # R1-Zero / reasoning RL (after the toy world's pretraining if asked)
+    "sft": "r1jax.sft:job",  # SFT on JSONL records: cold start, rejection-sampled set, distillation
+    "rejection": "r1jax.rejection:job",  # sample, verify and filter into an SFT set (JSONL)
     "pretrain": "r1jax.toy:job",  # the toy world's tokenizer and base model alone
+    "cold_start_data": "r1jax.toy:cold_start_job",  # the toy world's readable long-CoT SFT set
     "evaluate": "r1jax.evaluate:job",  # a checkpoint on benchmarks at the paper's protocol
+    "pipeline": "r1jax.stages:job",  # stages (jobs above) in order, each in workdir/<stage>
 }
 
 
@@ -45,16 +49,21 @@ def main(argv: list[str]) -> None:
         sys.exit(f"r1jax.main: the experiment needs {', '.join(unset)}: give "
                  f"{' '.join(f'--{key}=...' for key in unset)}")
     logging.set_verbosity(logging.WARNING)  # orbax logs every save step at INFO
+    if not run_job(config, workdir):
+        print(f"r1jax.main: stopped before the end (SIGTERM); checkpointed in {workdir}, and the "
+              f"same command resumes it", file=sys.stderr)
+        sys.exit(STOPPED_EXIT)
+
+
+def run_job(config, workdir: str) -> bool:
+    """Writes ``workdir/config.json`` and runs ``config.job``; whether it finished."""
     if multihost.is_primary():
         epath.Path(workdir).mkdir(parents=True, exist_ok=True)
         (epath.Path(workdir) / "config.json").write_text(
             json.dumps(config.to_dict(), indent=2, default=str))
     multihost.sync("workdir")
     module, function = JOBS[config.job].split(":")
-    if not getattr(importlib.import_module(module), function)(config, workdir):
-        print(f"r1jax.main: stopped before the end (SIGTERM); checkpointed in {workdir}, and the "
-              f"same command resumes it", file=sys.stderr)
-        sys.exit(STOPPED_EXIT)
+    return getattr(importlib.import_module(module), function)(config, workdir)
 
 
 if __name__ == "__main__":

@@ -239,6 +239,16 @@ def write_samples(workdir, step, records):
     return str(path)
 
 
+def write_evaluation(workdir, summary: dict) -> None:
+    """A finished training job's final evaluation summary in workdir/evaluation.json (what a
+    pipeline's results table reads; process 0 writes it)."""
+    from r1jax import multihost
+
+    if multihost.is_primary():
+        (epath.Path(workdir) / "evaluation.json").write_text(
+            json.dumps(summary, indent=2, default=_jsonable))
+
+
 class Progress:
     """Progress display: step, reward, accuracy, mean length and ETA.
 

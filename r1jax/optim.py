@@ -56,32 +56,40 @@ class OptimizerSettings:
     b1: float = 0.9
     b2: float = 0.999
     grad_clip: float = 1.0  # 0 = no clipping
+    end_lr_fraction: float = 0.0  # cosine decays to lr x this (R1's SFT: 0.1)
 
     def __post_init__(self):
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; use one of {SCHEDULES}")
-        if self.total_steps < 1 or self.warmup_steps < 0 or self.grad_clip < 0:
-            raise ValueError(f"optimizer needs total_steps >= 1, warmup_steps >= 0 and "
-                             f"grad_clip >= 0, got {self}")
+        if (self.total_steps < 1 or self.warmup_steps < 0 or self.grad_clip < 0
+                or not 0 <= self.end_lr_fraction <= 1):
+            raise ValueError(f"optimizer needs total_steps >= 1, warmup_steps >= 0, "
+                             f"grad_clip >= 0 and end_lr_fraction in [0, 1], got {self}")
 
     @classmethod
     def from_config(cls, c, total_steps: int) -> "OptimizerSettings":
-        """From a config section's lr, warmup_steps, schedule, weight_decay, b1, b2, grad_clip."""
+        """From a config section's lr, warmup_steps, schedule, weight_decay, b1, b2, grad_clip
+        and end_lr_fraction."""
         return cls(lr=float(c.lr), total_steps=int(total_steps), warmup_steps=int(c.warmup_steps),
                    schedule=c.schedule, weight_decay=float(c.weight_decay), b1=float(c.b1),
-                   b2=float(c.b2), grad_clip=float(c.grad_clip))
+                   b2=float(c.b2), grad_clip=float(c.grad_clip),
+                   end_lr_fraction=float(c.end_lr_fraction))
 
     def make(self) -> optax.GradientTransformation:
         return make_optimizer(self.lr, self.total_steps, self.warmup_steps, self.schedule,
-                              self.weight_decay, self.b1, self.b2, self.grad_clip)
+                              self.weight_decay, self.b1, self.b2, self.grad_clip,
+                              self.end_lr_fraction)
 
 
-def learning_rate_schedule(lr: float, warmup_steps: int, total_steps: int, schedule: str):
-    """Linear warm-up to ``lr``, then ``constant`` or ``cosine`` decay to 0 at ``total_steps``."""
+def learning_rate_schedule(lr: float, warmup_steps: int, total_steps: int, schedule: str,
+                           end_lr_fraction: float = 0.0):
+    """Linear warm-up to ``lr``, then ``constant`` or ``cosine`` decay to ``lr`` x
+    ``end_lr_fraction`` at ``total_steps``."""
     if schedule == "constant":
         after = optax.constant_schedule(lr)
     elif schedule == "cosine":
-        after = optax.cosine_decay_schedule(lr, max(1, total_steps - warmup_steps))
+        after = optax.cosine_decay_schedule(lr, max(1, total_steps - warmup_steps),
+                                            alpha=end_lr_fraction)
     else:
         raise ValueError(f"unknown schedule {schedule!r}; use 'constant' or 'cosine'")
     if warmup_steps <= 0:
@@ -92,10 +100,12 @@ def learning_rate_schedule(lr: float, warmup_steps: int, total_steps: int, sched
 
 def make_optimizer(lr: float, total_steps: int, warmup_steps: int = 0,
                    schedule: str = "constant", weight_decay: float = 0.0, b1: float = 0.9,
-                   b2: float = 0.999, grad_clip: float = 1.0) -> optax.GradientTransformation:
+                   b2: float = 0.999, grad_clip: float = 1.0,
+                   end_lr_fraction: float = 0.0) -> optax.GradientTransformation:
     """AdamW (decoupled weight decay) after clipping the global gradient norm to ``grad_clip``."""
     chain = [optax.clip_by_global_norm(grad_clip)] if grad_clip > 0 else []
-    chain.append(optax.adamw(learning_rate_schedule(lr, warmup_steps, total_steps, schedule),
+    schedule_fn = learning_rate_schedule(lr, warmup_steps, total_steps, schedule, end_lr_fraction)
+    chain.append(optax.adamw(schedule_fn,
                              b1=b1, b2=b2, weight_decay=weight_decay))
     return optax.chain(*chain)
 

@@ -20,7 +20,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from etils import epath
 
 from r1jax import grpo, loop, metrics, models, multihost, optim
 from r1jax.mesh import data_parallel_size
@@ -48,7 +47,7 @@ def default_config() -> ml_collections.ConfigDict:
         epochs=1,  # mu
         microbatches=1,  # gradient accumulation inside one minibatch
         lr=1e-6, warmup_steps=0, schedule="constant", weight_decay=0.0, grad_clip=1.0,
-        b1=0.9, b2=0.99,
+        b1=0.9, b2=0.99, end_lr_fraction=0.0,  # cosine decays to lr x end_lr_fraction
         kl_coef=0.0, clip_low=0.2, clip_high=0.2,
         aggregation="seq_mean_token_mean", normalize_std=True, length_normalized=False,
         ref_refresh_every=400,
@@ -282,18 +281,15 @@ def job(config, workdir: str) -> bool:
     pretrained first. A finished run ends with the final evaluation, plots, results.md and its
     policy as an HF checkpoint in ``config.export``; a stopped one (SIGTERM) resumes when
     rerun. Returns whether the run finished."""
-    from r1jax import evaluate, export, files, plots, policy, rewards, tokenizers, toy
-    from r1jax.data import prompts
+    from r1jax import evaluate, export, plots, policy, rewards, toy
+    from r1jax.data import pipeline, prompts
     from r1jax.mesh import mesh_from_config
 
     # Everything that can be checked is, before a model is loaded or compiled: the checkpoint
     # against the named model, the tokenizer against the embedding, every prompt source's rows
     # and their prompts' lengths, the evaluation sets.
     cfg = policy.model_config(config.model)
-    source = config.tokenizer or config.model.hf_path
-    tokenizer = (tokenizers.load_tokenizer(source) if source
-                 else toy.tokenizer(config, workdir, cfg.vocab_size))
-    policy.check_tokenizer(cfg, tokenizer, source or "the toy world's tokenizer")
+    tokenizer, tokenizer_source = toy.job_tokenizer(config, workdir, cfg)
     room = cfg.max_position - config.rl.max_new_tokens
     if config.data.get("sources") and config.data.max_prompt_tokens > room:
         raise ValueError(f"data.max_prompt_tokens={config.data.max_prompt_tokens} + "
@@ -301,10 +297,11 @@ def job(config, workdir: str) -> bool:
                          f"max_position {cfg.max_position}")
     mesh = mesh_from_config(config.mesh)
     check_batch(config.rl, mesh)
-    examples = prompts.prompt_batches_for(  # this process's rows of each batch
-        config, config.rl.prompts_per_step, config.rl.seed,
-        lambda prompt: len(tokenizer.encode(prompt)),
-        multihost.row_block(mesh, config.rl.prompts_per_step))
+    train_examples = prompts.prompt_examples(config, lambda prompt: len(tokenizer.encode(prompt)))
+    rewards.check_fields(dict(config.rewards), train_examples, prompts.source_rewards(config.data))
+    examples = iter(pipeline.prompt_dataset(  # this process's rows of each batch
+        train_examples, config.rl.prompts_per_step, config.rl.seed,
+        shard=multihost.row_block(mesh, config.rl.prompts_per_step)))
     hook = evaluate.hook_from_config(config, cfg, tokenizer, mesh) if config.rl.eval_every else None
     cfg, params = policy.load_policy(config.model, mesh=mesh)
     if "pretrain" in config:
@@ -320,13 +317,9 @@ def job(config, workdir: str) -> bool:
     if result.finished:
         final = result.state["params"]
         final_eval = hook(config.rl.steps, final) if hook else {}
-        out = epath.Path(workdir).absolute() / config.get("export", "")
-        if config.get("export") and not out.exists():  # a rerun of a finished run keeps it
-            dtype = jnp.dtype(config.model.get("dtype") or "float32")  # as export.export's
-            params = jax.tree.map(lambda x: x.astype(dtype), multihost.fetch(final))
-            if multihost.is_primary():
-                export.write(cfg, params, export.tokenizer_files(
-                    source or files.local_copy(toy.tokenizer_file(workdir))), out)
+        if final_eval:
+            metrics.write_evaluation(workdir, final_eval)
+        export.write_final(config, workdir, cfg, final, tokenizer_source)
         if multihost.is_primary():
             plots.write_report(workdir, base_eval, final_eval)
     return result.finished

@@ -178,6 +178,15 @@ def informative_groups(ro: Rollout, group_size: int) -> np.ndarray:
         return np.nan_to_num(np.nanmax(groups, 1) - np.nanmin(groups, 1)) > 0
 
 
+def correct(ro: Rollout, correctness_reward: str) -> np.ndarray:
+    """bool [B*G]: whether each completion is correct, the verdict the RL stage counts as
+    accuracy and rejection sampling keeps: its example's reward term (a prompt source's) > 0.5,
+    else ``correctness_reward``'s (the total reward where that is no term); NaN is not correct."""
+    return np.array([np.nan_to_num(ro.terms.get(ex.get("reward", correctness_reward),
+                                                ro.rewards)[i]) > 0.5
+                     for i, ex in enumerate(ro.examples)], bool)
+
+
 def rollout_metrics(ro: Rollout, group_size: int, correctness_reward: str) -> dict:
     """The per-step metrics of one rollout: rewards by term, reward errors and time, the
     zero-variance fraction, and accuracy, length and reflective-word statistics."""
@@ -189,11 +198,8 @@ def rollout_metrics(ro: Rollout, group_size: int, correctness_reward: str) -> di
         out[f"reward/{name}"] = float(np.nanmean(values)) if np.isfinite(values).any() else 0.0
     for key, value in ro.reward_stats.items():  # wall-clock figures go with the other timings
         out[key.replace("reward/", "time/reward_") if key.endswith("_s") else key] = float(value)
-    # Each completion is judged by the reward its example names (a prompt source's), else this.
-    correct = np.array([np.nan_to_num(ro.terms.get(ex.get("reward", correctness_reward),
-                                                   ro.rewards)[i]) > 0.5
-                        for i, ex in enumerate(ro.examples)], bool)
     formatted = (ro.terms["format"] >= 1.0 if "format" in ro.terms
                  else np.ones(len(ro.texts), bool))
-    out.update(metrics.rollout_stats(ro.texts, ro.lengths, correct, ro.truncated, formatted))
+    out.update(metrics.rollout_stats(ro.texts, ro.lengths, correct(ro, correctness_reward),
+                                     ro.truncated, formatted))
     return out

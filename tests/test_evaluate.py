@@ -103,6 +103,55 @@ def test_summary_from_records():
     assert REQUIRED_KEYS <= set(summary)
 
 
+# Completions whose format and language are known by construction: the reasoning of KALO_THINK
+# is Kalo, of EN_THINK English, and MIXED_THINK has 3 Kalo words of 6.
+KALO_THINK = "Ke fenako ezu 12. Zirok."
+EN_THINK = "The result is 12. Let me verify it again."
+MIXED_THINK = "Sami nemi veziro: 12 - 2 = 10. The result is 12."
+
+
+def test_summary_format_shares_and_language_consistency_from_records():
+    def record(lang, completions):
+        n = len(completions)
+        return {"lang": lang, "completions": completions, "correct": [True] * n,
+                "answers": ["12"] * n, "lengths": [9] * n, "truncated": [False] * n,
+                "cons_correct": True}
+
+    records = [
+        record("kalo", [f"<think> {KALO_THINK} </think> 10 + 2 = 12. <answer> 12 </answer>",
+                        f"<think> {MIXED_THINK} </think> <answer> 12 </answer>",
+                        f"<think> {EN_THINK} </think> <answer> 12 </answer> and more",
+                        "<think> 10 + 2 ="]),  # truncated: reasoning without a word
+        record("en", [f"<think> {EN_THINK} </think> 10 + 2 = 12. <answer> 12 </answer>",
+                      f"<think> {EN_THINK} </think>\n<answer> 12 </answer>",
+                      f"<think> {KALO_THINK} </think> <answer>12</answer>",
+                      f"<answer> 12 </answer> <think> {EN_THINK} </think>"]),
+    ]
+    summary = evaluate.summarize(records, 4)
+    assert summary["summary_format_frac"] == pytest.approx(2 / 8)
+    assert summary["format_frac"] == pytest.approx(3 / 8)
+    # Kalo: 1, 1/2, 0, 0 (no words); English: 1, 1, 0, 1 (the <think> block of a completion in
+    # the wrong order is still its reasoning).
+    assert summary["language/consistency"] == pytest.approx((1.5 + 3) / 8)
+    assert summary["pass@1"] == 1.0 and REQUIRED_KEYS <= set(summary)
+    for r in records:
+        r["lang"] = None  # problems posed in no language: no language number
+    assert "language/consistency" not in evaluate.summarize(records, 4)
+    assert evaluate.summarize(records, 4)["summary_format_frac"] == pytest.approx(2 / 8)
+
+
+def test_records_carry_their_problems_language():
+    def judge(text, problem):
+        return text == problem["answer"], text
+
+    record = evaluate._problem_record({"id": "p", "prompt": "P", "answer": "1", "lang": "kalo"},
+                                      ["1", "2"], [1, 1], [False, False], judge,
+                                      rewards.equivalence("arithmetic"), 2)
+    assert record["lang"] == "kalo" and record["pass@1"] == 0.5
+    assert evaluate._problem_record({"prompt": "P", "answer": "1"}, ["1"], [1], [False], judge,
+                                    rewards.equivalence("arithmetic"), 1)["lang"] is None
+
+
 # --- Loaders and judges --------------------------------------------------------------------
 
 
@@ -123,6 +172,19 @@ def test_loaders_read_the_published_formats():
     toy = benchmarks_data.load("toy_countdown", n=6, seed=1, levels=(1,))
     assert len(toy) == 6 and all(p["level"] == 1 for p in toy)
     assert toy == benchmarks_data.load("toy_countdown", n=6, seed=1, levels=(1,))
+
+
+def test_toy_benchmarks_in_two_languages_are_the_same_problems():
+    english = benchmarks_data.load("toy_sums", n=40, seed=1)
+    bilingual = benchmarks_data.load("toy_sums", n=40, seed=1, languages=("en", "kalo"))
+    assert [p["id"] for p in bilingual] == [p["id"] for p in english]
+    assert {p["lang"] for p in bilingual} == {"en", "kalo"}
+    config = cli.load_experiment(SMOKE_CONFIG, "smoke")
+    config.eval.update(n_problems=8, languages=("en", "kalo"))
+    expected = benchmarks_data.load(config.eval.benchmark, n=8, levels=config.data.levels,
+                                    languages=("en", "kalo"))
+    assert evaluate.held_out_problems(config, config.eval.benchmark) == [
+        {**p, "prompt": r1_zero_prompt(p["question"])} for p in expected]
 
 
 def test_a_missing_file_is_an_error_naming_it_and_the_format(tmp_path):

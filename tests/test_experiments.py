@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from r1jax import main, models, toy
+from r1jax import main, models, stages, toy
 from r1jax.data import benchmarks as benchmarks_data
 from r1jax.rewards import registry
 
@@ -24,6 +24,13 @@ def test_the_experiments_are_found():
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=os.path.basename)
 def test_config_builds(path, arg):
     config = main.load_experiment(path, arg)
+    check_config(config)
+    if config.job == "pipeline":  # and each stage is a config of its own
+        for _, stage in stages.ordered(config):
+            check_config(stage)
+
+
+def check_config(config):
     assert config.job in main.JOBS
     if config.model.name:  # "" for a checkpoint that is no named model (real configs' smoke)
         models.get_config(config.model.name)

@@ -99,3 +99,17 @@ def test_loss_terms_combine_adds_sums_and_takes_maxima():
     c = a.combine(b)
     np.testing.assert_array_equal([c.loss_sum, c.denom, c.stats["n"], c.stats["ratio_max"]],
                                   [5.0, 7.0, 9.0, 1.5])
+
+
+def test_cosine_schedule_decays_to_the_end_fraction_of_the_learning_rate():
+    """R1's SFT: linear warm-up, then cosine to a tenth (numpy formula as the reference)."""
+    lr, warmup, total, end = 2e-3, 10, 110, 0.1
+    schedule = optim.learning_rate_schedule(lr, warmup, total, "cosine", end)
+    steps = np.arange(total + 1)
+    t = np.clip(steps - warmup, 0, total - warmup) / (total - warmup)
+    expected = np.where(steps < warmup, lr * steps / warmup,
+                        lr * (end + (1 - end) * 0.5 * (1 + np.cos(np.pi * t))))
+    np.testing.assert_allclose([float(schedule(s)) for s in steps], expected, rtol=1e-5)
+    assert float(schedule(total)) == pytest.approx(lr * end)
+    with pytest.raises(ValueError, match="end_lr_fraction in"):
+        optim.OptimizerSettings(lr=1e-3, total_steps=10, end_lr_fraction=1.5)

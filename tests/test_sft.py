@@ -1,11 +1,13 @@
 """Next-token training: the loss is cross-entropy over the masked targets, a tiny model
 memorises, masked-out targets do not matter, accumulation is exact, and a run resumes exactly."""
 
+import json
 import os
 import signal
 
 import jax
 import numpy as np
+import pytest
 
 from r1jax import metrics, models, optim, sft
 from r1jax.checkpoint import Checkpointer
@@ -44,12 +46,39 @@ class Batches:
         self.index = state["index"]
 
 
-def one_update(c, tokens, mask, params=None):
+def one_update(c, tokens, mask, params=None, segments=None):
     params = models.init(CFG, jax.random.key(0)) if params is None else params
     settings = sft.UpdateSettings.from_config(c)
     opt_state = settings.optimizer.make().init(params)
-    microbatches = optim.split_microbatches((tokens, mask), c.microbatches)
+    segments = np.ones_like(tokens) if segments is None else segments
+    microbatches = optim.split_microbatches((tokens, mask, segments), c.microbatches)
     return sft.update(CFG, settings, params, opt_state, microbatches)
+
+
+def log_softmax(logits):
+    logp = np.asarray(logits, np.float64)
+    logp = logp - logp.max(-1, keepdims=True)
+    return logp - np.log(np.exp(logp).sum(-1, keepdims=True))
+
+
+def test_packed_documents_are_trained_as_if_each_were_alone():
+    """Two documents packed in one row: the loss is the mean NLL of each one's targets computed
+    by a forward pass over that document alone (positions from 0, no other document in view)."""
+    rng = np.random.default_rng(2)
+    docs = [rng.integers(2, CFG.vocab_size, n).astype(np.int32) for n in (7, 6)]
+    row = np.concatenate([*docs, [0, 0, 0, 0]])[None]  # 13 tokens and padding: T + 1 = 17
+    segments = np.array([[1] * 7 + [2] * 6 + [0] * 4], np.int32)
+    mask = (segments[:, 1:] == segments[:, :-1]) & (segments[:, 1:] > 0)  # within a document
+    params = models.init(CFG, jax.random.key(0))
+    nll = []
+    for doc in docs:
+        logp = log_softmax(models.forward(CFG, params, doc[None])[0, :-1])
+        nll += list(-np.take_along_axis(logp, doc[1:, None], -1)[:, 0])
+    _, _, out = one_update(config(batch_size=1), row, mask, segments=segments)
+    np.testing.assert_allclose(float(out["loss"]), np.mean(nll), rtol=1e-5)
+    # Without the segments the second document would see the first: another loss.
+    _, _, joined = one_update(config(batch_size=1), row, mask)
+    assert abs(float(joined["loss"]) - np.mean(nll)) > 1e-3
 
 
 def test_loss_is_numpy_cross_entropy_and_accumulation_is_exact():
@@ -123,3 +152,84 @@ def test_resume_after_sigterm_gives_the_metrics_of_an_uninterrupted_run(tmp_path
         assert {k: v for k, v in a.items() if not k.startswith(TIMING)} == {
             k: v for k, v in b.items() if not k.startswith(TIMING)}
     jax.tree.map(np.testing.assert_array_equal, straight_run.state, resumed_run.state)
+
+
+def sft_job_config(data_files, **overrides):
+    from r1jax.cli import load_experiment
+
+    config = load_experiment(os.path.join(REPO, "experiments", "r1_zero_toy.py"), "smoke")
+    config.job = "sft"
+    config.sft = sft.default_config()
+    config.sft.update(dict(data=tuple(map(str, data_files)), epochs=0, steps=150, batch_size=8,
+                           seq_len=160, lr=1e-2, warmup_steps=5, checkpoint_every=75))
+    config.sft.update(overrides)
+    config.eval.update(n_problems=4, max_new_tokens=24)
+    return config
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COMPLETION = " <think> I add the digits. </think> <answer> 7 </answer>"
+
+
+def test_the_sft_job_teaches_its_records_exports_and_is_skipped_once_done(tmp_path):
+    """SFT of a random tiny model on records that all answer the same way: greedy decoding of
+    the exported checkpoint, on a prompt it never saw, writes that answer (the prompt masked,
+    the completion learned after it); a second run is skipped; the evaluation is written."""
+    from r1jax import policy, sampling, stopping, tokenizers
+    from r1jax.data import records, tasks
+    from r1jax.templates import r1_zero_prompt
+
+    examples = tasks.make_split("arithmetic", "train", 40, seed=0)
+    data = tmp_path / "data.jsonl"
+    records.write_jsonl(data, [{"prompt": r1_zero_prompt(e["question"]), "completion": COMPLETION,
+                                "source": {"example": e["id"]}} for e in examples[:32]])
+    config = sft_job_config([data])
+    workdir = tmp_path / "run"
+    assert sft.job(config, str(workdir))
+    assert "eval/pass@1" in json.loads((workdir / "evaluation.json").read_text())
+    cfg, params = policy.load_policy(str(workdir / "hf"))
+    tokenizer = tokenizers.load_tokenizer(str(workdir / "hf"))
+    prompt = tokenizer.encode(r1_zero_prompt(examples[-1]["question"]))
+    out = sampling.generate(cfg, params, [prompt], jax.random.key(0), max_new_tokens=24,
+                            temperature=0.0,
+                            stop=stopping.stop_condition(tokenizer, ("</answer>",)))
+    assert tokenizer.decode(np.asarray(out.tokens[0, :int(out.lengths[0])])) == COMPLETION
+    steps = len(metrics.read_metrics(workdir / "metrics.jsonl"))
+    assert sft.job(config, str(workdir)) and steps == 150  # skipped: nothing trained again
+    assert len(metrics.read_metrics(workdir / "metrics.jsonl")) == steps
+
+
+def test_sft_data_errors_name_file_line_and_field_before_training(tmp_path):
+    from r1jax.data import records
+
+    data = tmp_path / "bad.jsonl"
+    data.write_text('{"prompt": "p", "completion": "c"}\n\n{"prompt": "p"}\n')
+    with pytest.raises(ValueError, match=r"bad.jsonl, line 3: field 'completion'"):
+        sft.job(sft_job_config([data]), str(tmp_path / "run"))
+    data.write_text('["prompt", "completion"]\n')
+    with pytest.raises(ValueError, match=r"bad.jsonl, line 1: a JSON list"):
+        records.read_sft_records(str(data))
+    with pytest.raises(FileNotFoundError, match="missing.jsonl"):
+        records.read_sft_records([str(tmp_path / "missing.jsonl")])
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_epochs_set_the_number_of_steps(tmp_path):
+    """epochs=2 over N packed windows in batches of B is ceil(2 N / B) steps."""
+    from r1jax.data import records
+
+    data = tmp_path / "data.jsonl"
+    records.write_jsonl(data, [{"prompt": "Add 1 + 2", "completion": " 3"}] * 10)
+    config = sft_job_config([data], epochs=2, steps=0)
+    config.export = ""
+    config.sft.seq_len = 64
+    assert sft.job(config, str(tmp_path / "run"))
+    # Each record is a handful of tokens, so windows hold several records; count them as the
+    # job packs them.
+    from r1jax import tokenizers
+    from r1jax.data import pipeline
+    tokenizer = tokenizers.load_tokenizer(str(tmp_path / "run" / "tokenizer.model"))
+    windows = len(pipeline.pack_pairs([("Add 1 + 2", " 3")] * 10, tokenizer, 64)[0])
+    assert windows >= 2
+    steps = len(metrics.read_metrics(tmp_path / "run" / "metrics.jsonl"))
+    assert steps == -(-2 * windows // 8)

@@ -1,5 +1,5 @@
-"""The toy world's data: problems (`tasks`), the pretraining corpus (`corpus`), grain pipelines
-(`pipeline`) and the tfds/array_record builder (`tfds_builder`).
+"""The toy world's data: problems (`tasks`) in its languages (`languages`), the pretraining corpus
+(`corpus`), grain pipelines (`pipeline`) and the tfds/array_record builder (`tfds_builder`).
 
 Only the pure-Python parts are imported here; `from r1jax.data import pipeline, tfds_builder`
 pulls in grain (seconds to import) and tensorflow-datasets where they are needed.

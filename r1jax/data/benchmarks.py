@@ -24,8 +24,9 @@ public releases:
     countdown     Jiayi-Pan/Countdown-Tasks-3to4: nums, target; or TinyZero's processed parquet,
                   reward_model.ground_truth = {numbers, target}
     toy_arithmetic, toy_countdown, toy_sums
-                  generated: r1jax.data.tasks.make_split(task, "test", n, seed); or rows as
-                  make_split writes them: id, task, level, question, answer (+ numbers, target)
+                  generated: r1jax.data.tasks.make_split(task, "test", n, seed, levels,
+                  languages); or rows as make_split writes them: id, task, level, question,
+                  answer (+ numbers, target, lang)
 
 `path="tfds:NAME[:SPLIT]"` reads a prepared tfds dataset instead: split SPLIT ("test" when left
 out; "test[:100]" slices) of NAME ("toy_world/sums": name and config, its latest version) in
@@ -268,15 +269,17 @@ def tfds_rows(wanted: str, columns: str, dataset: str, split: str, data_dir) -> 
 
 
 def load(name: str, data_dir=None, *, path=None, n: int = 0, seed: int = 0,
-         levels=tasks.LEVELS) -> list[dict]:
+         levels=tasks.LEVELS, languages=("en",)) -> list[dict]:
     """The problems of benchmark `name`: the first `n` (all when 0) of its source (`path`, a file,
     directory or "tfds:..." spec, or its file in `data_dir`), or for a toy benchmark without
-    `path`, `n` (500 when 0) generated test problems of `levels`."""
+    `path`, `n` (500 when 0) generated test problems of `levels`, posed in `languages` (see
+    `tasks.make_split`; other sources are read in the language they are written in)."""
     if name not in BENCHMARKS:
         raise KeyError(f"unknown benchmark {name!r}; known: {', '.join(sorted(BENCHMARKS))}")
     bench = BENCHMARKS[name]
     if bench.toy_task is not None and path is None:
-        return tasks.make_split(bench.toy_task, "test", n or 500, seed, levels=tuple(levels))
+        return tasks.make_split(bench.toy_task, "test", n or 500, seed, levels=tuple(levels),
+                                languages=tuple(languages))
     parse = bench.parse or functools.partial(toy_problems, bench.toy_task, tuple(levels))
     if str(path).startswith(TFDS):
         dataset, _, split = str(path)[len(TFDS):].partition(":")

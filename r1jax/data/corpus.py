@@ -19,6 +19,23 @@ The step format is fixed and digit-level so a ~1M-parameter model can learn it, 
 between the two kinds is made by the first words after `<think>`: RL, which rewards the more
 accurate long work, has one clear decision to shift. Reflective words (the paper's ten) occur
 only in long work, in their natural role.
+
+Two languages (`languages=("en", "kalo")`, `r1jax.data.languages`): each document's question is
+posed in one of them, drawn uniformly, and its reasoning is in the same language, except that with
+`mixing` each phrase (a step, a slip, a check, "Correct.") is written in the other language with
+that probability, as R1-Zero mixes languages in its chains of thought. The R1-Zero template's
+preamble stays English, as in the paper, and the answer is a number or an equation. A Kalo
+document with one phrase mixed back into English:
+
+    User: Pelu 3 + 7 + 2. Assistant: <think> 3 + 7 = 10. 10 + 2 = 12. The result is 12. Sami nemi
+    veziro: 12 - 2 = 10. Zirok. </think> <answer> 12 </answer>
+
+(one line in the corpus). Languages and mixing are drawn apart from the rest, so the problems and
+the reasoning are those of the English corpus of the same seed.
+
+R1's cold-start data (`readable_completion`, written by the `cold_start_data` job in
+`r1jax.toy`) is the same long work, never mixed, in R1's readable format: the reasoning, then a
+summary for the reader between </think> and <answer>.
 """
 
 from __future__ import annotations
@@ -28,6 +45,7 @@ import os
 import random
 from collections.abc import Callable, Iterator
 
+from r1jax.data.languages import EN, check_languages, translate
 from r1jax.data.tasks import (
     LEVELS,
     TASKS,
@@ -71,6 +89,10 @@ class CorpusConfig:
     # skill is learned from many plain documents while the templated ones set how often the
     # base model chooses it when prompted with the R1-Zero template.
     untemplated_long_fraction: float | None = None
+    languages: tuple[str, ...] = (EN,)  # a document's question is in one of them, drawn uniformly
+    # The probability that a phrase of a completion's reasoning is written in the other of the two
+    # `languages`, not the question's: R1-Zero's language mixing, for the language reward to fix.
+    mixing: float = 0.0
 
     def __post_init__(self):
         if not self.tasks or not set(self.tasks) <= set(TASKS):
@@ -84,6 +106,10 @@ class CorpusConfig:
             raise ValueError("long_fraction, slip_fraction, template_fraction, "
                              "untemplated_long_fraction and short_accuracy are probabilities in "
                              "[0, 1].")
+        check_languages(self.languages, "CorpusConfig")
+        if not 0.0 <= self.mixing <= 1.0 or (self.mixing and len(self.languages) < 2):
+            raise ValueError(f"mixing={self.mixing} must be a probability in [0, 1], and above 0 "
+                             f"needs two languages to mix (languages={self.languages}).")
 
 
 _Step = tuple[Callable[[int], str], int]  # the step's text given its computed value; the value
@@ -137,24 +163,20 @@ def _work(steps: list[_Step], rng: random.Random, slip: bool) -> list[str]:
     return texts
 
 
-def _long_arithmetic(p: Arithmetic, rng: random.Random, slip: bool) -> str:
+def _long_arithmetic(p: Arithmetic, rng: random.Random, slip: bool) -> list[str]:
     inverse = f"{p.result} {_INVERSE[p.op]} {p.b} = {p.a}"
     result = f"The result is {p.result}."
-    return " ".join(
-        [*_work(_columns(p), rng, slip), result, f"{rng.choice(_CHECKS)} {inverse}. Correct."]
-    )
+    return [*_work(_columns(p), rng, slip), result, f"{rng.choice(_CHECKS)} {inverse}.", "Correct."]
 
 
-def _long_sums(p: Sums, rng: random.Random, slip: bool) -> str:
+def _long_sums(p: Sums, rng: random.Random, slip: bool) -> list[str]:
     steps, total = [], p.terms[0]
     for term in p.terms[1:]:
         steps.append((lambda v, h=f"{total} + {term}": f"{h} = {v}.", total + term))
         total += term
     inverse = f"{p.result} - {p.terms[-1]} = {p.result - p.terms[-1]}"
     result = f"The result is {p.result}."
-    return " ".join(
-        [*_work(steps, rng, slip), result, f"{rng.choice(_CHECKS)} {inverse}. Correct."]
-    )
+    return [*_work(steps, rng, slip), result, f"{rng.choice(_CHECKS)} {inverse}.", "Correct."]
 
 
 def _wrong_combination(p: Countdown, rng: random.Random):
@@ -166,21 +188,20 @@ def _wrong_combination(p: Countdown, rng: random.Random):
     return None
 
 
-def _try(steps, rng: random.Random, slip: bool = False) -> str:
-    """A combination's (x, op, y, z) steps as a try: "Try 3 * 5 = 15. 15 + 7 = 22." """
+def _try(steps, rng: random.Random, slip: bool = False) -> list[str]:
+    """A combination's (x, op, y, z) steps as a try: "Try", "3 * 5 = 15.", "15 + 7 = 22." """
     steps = [(lambda v, h=f"{x} {op} {y}": f"{h} = {v}.", z) for x, op, y, z in steps]
-    return " ".join(["Try", *_work(steps, rng, slip)])
+    return ["Try", *_work(steps, rng, slip)]
 
 
-def _long_countdown(p: Countdown, rng: random.Random, slip: bool) -> str:
-    work = []
+def _long_countdown(p: Countdown, rng: random.Random, slip: bool) -> list[str]:
+    phrases = []
     for _ in range(rng.randrange(2)):
         if (miss := _wrong_combination(p, rng)) is not None:
             fail = rng.choice(_FAILS).format(value=miss.value, target=p.target)
-            work.append(f"{_try(miss.steps, rng)} {fail}")
-    work.append(_try(p.solution.steps, rng, slip))
-    check = f"{rng.choice(_CHECKS)} {p.solution.equation} = {p.target}. Correct."
-    return " ".join([*work, check])
+            phrases += [*_try(miss.steps, rng), fail]
+    phrases += _try(p.solution.steps, rng, slip)
+    return [*phrases, f"{rng.choice(_CHECKS)} {p.solution.equation} = {p.target}.", "Correct."]
 
 
 def _short_answer(p: Problem, rng: random.Random, right: bool) -> str:
@@ -193,27 +214,73 @@ def _short_answer(p: Problem, rng: random.Random, right: bool) -> str:
     return str(p.result - off if p.result >= off and rng.random() < 0.5 else p.result + off)
 
 
+# The phrases of a problem's long work, in English: each is one sentence or less ("Try"), the unit
+# that `mixing` switches between languages.
 _LONG_WORK = {Arithmetic: _long_arithmetic, Countdown: _long_countdown, Sums: _long_sums}
 
 
-def document(p: Problem, rng: random.Random, config: CorpusConfig) -> str:
-    """One corpus line: the R1-Zero prompt of `p` (or its part from "User: " on) and a
-    completion drawn as `config` says."""
+def _gold_answer(p: Problem) -> str:
+    """What a right completion puts in <answer>: the number, or Countdown's solution equation."""
+    return p.solution.equation if isinstance(p, Countdown) else str(p.result)
+
+
+def _summary(p: Problem) -> str:
+    """The solution restated as an equation with no words ("3 + 7 + 2 = 12.", "936 - 589 = 347.",
+    "3 * 5 + 7 = 22."), so that it reads the same in every language."""
+    if isinstance(p, Countdown):
+        return f"{p.solution.equation} = {p.target}."
+    if isinstance(p, Sums):
+        return f"{' + '.join(map(str, p.terms))} = {p.result}."
+    return f"{p.a} {p.op} {p.b} = {p.result}."
+
+
+def _reasoning(phrases: list[str], lang: str, config: CorpusConfig,
+               lang_rng: random.Random) -> str:
+    """The phrases in `lang`, each switched to the other of `config.languages` with probability
+    `config.mixing` (R1-Zero's language mixing, a sentence at a time). No draw without mixing."""
+    other = next((code for code in config.languages if code != lang), lang)
+    return " ".join(
+        translate(phrase, other if config.mixing and lang_rng.random() < config.mixing else lang)
+        for phrase in phrases
+    )
+
+
+def document(p: Problem, rng: random.Random, config: CorpusConfig, lang: str,
+             lang_rng: random.Random) -> str:
+    """One corpus line: the R1-Zero prompt of `p` posed in `lang` (or its part from "User: "
+    on) and a completion drawn as `config` says, its reasoning in `lang` but for the phrases
+    `config.mixing` switches. Those switches are drawn from `lang_rng`, everything else from
+    `rng`."""
     templated = rng.random() < config.template_fraction
     long_fraction = config.long_fraction
     if not templated and config.untemplated_long_fraction is not None:
         long_fraction = config.untemplated_long_fraction
     if rng.random() < long_fraction:
         slip = rng.random() < config.slip_fraction
-        think = _LONG_WORK[type(p)](p, rng, slip)
-        answer = p.solution.equation if isinstance(p, Countdown) else str(p.result)
+        phrases = _LONG_WORK[type(p)](p, rng, slip)
+        answer = _gold_answer(p)
     else:
-        think = _SHORT_THINK
+        phrases = [_SHORT_THINK]
         answer = _short_answer(p, rng, rng.random() < config.short_accuracy[p.level - 1])
-    prompt = r1_zero_prompt(p.question)
+    prompt = r1_zero_prompt(translate(p.question, lang))  # the template's preamble stays English
     if not templated:
         prompt = prompt[prompt.index(USER_TURN):]
+    think = _reasoning(phrases, lang, config, lang_rng)
     return f"{prompt} <think> {think} </think> <answer> {answer} </answer>"
+
+
+def readable_completion(p: Problem, lang: str, rng: random.Random, slip_fraction: float) -> str:
+    """A completion of R1's cold-start data for `p`: its long work (with a corrected slip with
+    probability `slip_fraction`: R1's cold-start chains still reflect) wholly in `lang`, then a
+    summary for the reader and the answer, in R1's readable format (the `summary_format` reward):
+
+        " <think> 3 + 7 = 10. 10 + 2 = 12. ... </think> 3 + 7 + 2 = 12. <answer> 12 </answer>"
+
+    The corpus's long work without its language mixing, since the cold start is the readable,
+    language-consistent data the model is first tuned on; everything is drawn from `rng`."""
+    slip = rng.random() < slip_fraction
+    work = translate(" ".join(_LONG_WORK[type(p)](p, rng, slip)), lang)
+    return f" <think> {work} </think> {_summary(p)} <answer> {_gold_answer(p)} </answer>"
 
 
 def split_prompt(document: str) -> tuple[str, str]:
@@ -224,12 +291,18 @@ def split_prompt(document: str) -> tuple[str, str]:
 
 
 def corpus_documents(seed: int, n: int, config: CorpusConfig = CorpusConfig()) -> Iterator[str]:
-    """`n` documents from train-split problems, the same for the same seed and config."""
+    """`n` documents from train-split problems, the same for the same seed and config.
+
+    Languages are drawn from a generator of their own, so the problems and the reasoning are
+    those of the English corpus of the same seed whatever `config.languages` and `mixing` are,
+    and an English-only config's documents are the corpus as it was before it had languages."""
     rng = random.Random(f"corpus/{seed}")
+    lang_rng = random.Random(f"corpus/{seed}/lang")
     for _ in range(n):
         task = rng.choice(config.tasks)
         level = rng.choices(LEVELS, weights=config.level_mix)[0]
-        yield document(sample_problem(task, "train", level, rng), rng, config)
+        lang = lang_rng.choice(config.languages)
+        yield document(sample_problem(task, "train", level, rng), rng, config, lang, lang_rng)
 
 
 def write_corpus(

@@ -55,35 +55,46 @@ def prompt_dataset(
 
 def pack_pairs(pairs, tokenizer: Tokenizer, seq_len: int, mask_prompt: bool = True):
     """(prompt, completion) pairs tokenized apart (as at inference), each followed by eos and
-    packed whole into windows: tokens int32 [n, seq_len + 1] and a loss mask bool [n, seq_len]
-    over their targets, False on padding and, with ``mask_prompt``, on prompt tokens.
+    packed whole into windows: tokens int32 [n, seq_len + 1], a loss mask bool [n, seq_len] over
+    their targets tokens[:, 1:], and segment ids int32 [n, seq_len + 1] (1, 2, ... for the
+    documents of a window, 0 for padding).
 
-    No document is cut across two windows (a completion trained without its prompt would teach
-    the model to answer questions it cannot see); one longer than a window is truncated.
+    The model attends within a document only and restarts its positions there (the segment ids
+    go to `r1jax.models.token_logprobs` as its attention mask), so a packed document is trained
+    as it is seen at inference, alone from position 0. The loss mask is False on padding, on the
+    first token of each document (nothing in its segment predicts it) and, with
+    ``mask_prompt``, on prompt tokens. No document is cut across two windows (a completion
+    trained without its prompt would teach the model to answer questions it cannot see); one
+    longer than a window is truncated.
     """
-    windows, masks, tokens, targets = [], [], [], []
+    windows, masks, segments, tokens, targets, ids = [], [], [], [], [], []
 
     def flush():
         pad = seq_len + 1 - len(tokens)
         windows.append(tokens + [tokenizer.pad_id] * pad)
         masks.append((targets + [False] * pad)[1:])
+        segments.append(ids + [0] * pad)
 
     for prompt, completion in pairs:
         p, c = tokenizer.encode(prompt), tokenizer.encode(completion) + [tokenizer.eos_id]
-        doc, target = (p + c)[:seq_len + 1], ([not mask_prompt] * len(p) + [True] * len(c))
+        doc = (p + c)[:seq_len + 1]
+        target = ([False] + [not mask_prompt] * (len(p) - 1) + [True] * len(c))[:len(doc)]
         if tokens and len(tokens) + len(doc) > seq_len + 1:
             flush()
-            tokens, targets = [], []
-        tokens, targets = tokens + doc, targets + target[:len(doc)]
+            tokens, targets, ids = [], [], []
+        segment = (ids[-1] if ids else 0) + 1
+        tokens, targets, ids = tokens + doc, targets + target, ids + [segment] * len(doc)
     if tokens:
         flush()
-    return np.asarray(windows, np.int32), np.asarray(masks, bool)
+    return (np.asarray(windows, np.int32), np.asarray(masks, bool),
+            np.asarray(segments, np.int32))
 
 
-def sft_dataset(pairs, tokenizer: Tokenizer, seq_len: int, batch_size: int, seed: int,
-                mask_prompt: bool = True, shard: tuple[int, int] = (0, 1)) -> grain.IterDataset:
-    """Shuffled, repeated batches {"tokens": [B, seq_len + 1], "loss_mask": [B, seq_len]} of
-    ``pack_pairs`` windows (this shard's rows of each)."""
-    tokens, mask = pack_pairs(pairs, tokenizer, seq_len, mask_prompt)
-    ds = grain.MapDataset.source([{"tokens": t, "loss_mask": m} for t, m in zip(tokens, mask)])
-    return _batches(ds.shuffle(seed=seed), batch_size, shard)
+def sft_dataset(packed, batch_size: int, seed: int,
+                shard: tuple[int, int] = (0, 1)) -> grain.IterDataset:
+    """Shuffled, repeated batches {"tokens": [B, seq_len + 1], "loss_mask": [B, seq_len],
+    "segments": [B, seq_len + 1]} of the ``pack_pairs`` windows ``packed`` (this shard's rows
+    of each)."""
+    windows = [{"tokens": t, "loss_mask": m, "segments": s}
+               for t, m, s in zip(*packed, strict=True)]
+    return _batches(grain.MapDataset.source(windows).shuffle(seed=seed), batch_size, shard)

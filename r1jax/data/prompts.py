@@ -1,5 +1,6 @@
 """RL prompt data: training problems from files or tfds datasets, in the layouts they are
-published in, as a checkpointable grain iterator of batches in a prompt template.
+published in, as examples in a prompt template (the RL job batches them with
+`pipeline.prompt_dataset`).
 
     config.data.sources = [
         {"path": "data/MATH/train", "format": "math", "reward": "accuracy"},
@@ -7,8 +8,7 @@ published in, as a checkpointable grain iterator of batches in a prompt template
         {"path": "countdown.parquet", "format": "countdown", "reward": "countdown"},
     ]   # or named: {"math": {...}, "gsm8k": {...}}, so --config.data.sources.math.path=... works
     config.data.template = "r1_zero"     # or "r1_usage" / "auto": the tokenizer's chat template
-    batches = prompt_batches_for(config, batch_size=8, seed=0)  # what rl.job trains on
-    state = batches.get_state()          # the loop checkpoints it; set_state resumes exactly
+    examples = prompt_examples(config)   # what rl.job trains on (pipeline.prompt_dataset)
 
 A source's "path" is a .jsonl, .parquet or .csv file, a directory whose files of those kinds are
 read in name order, or "tfds:NAME[:SPLIT]": split SPLIT ("train" when left out) of a prepared
@@ -202,23 +202,17 @@ def load_source(spec) -> list[dict]:
     return [_example(layout.parse, row, where, id_, spec["reward"]) for where, id_, row in rows]
 
 
-def prompt_batches(data_config, batch_size: int, seed: int,
-                   to_prompt: Callable[[str], str] = templates.r1_zero_prompt,
-                   prompt_tokens: Callable[[str], int] | None = None,
-                   shard: tuple[int, int] = (0, 1)):
-    """A checkpointable iterator (get_state/set_state) of shuffled, repeated batches of the
-    examples of `data_config.sources` (``shard``'s rows of each: `pipeline.prompt_dataset`),
-    each with its question in the template `to_prompt`.
-    With `prompt_tokens` (prompt -> its token count), prompts longer than
-    `data_config.max_prompt_tokens` are an error, or dropped with `drop_long_prompts`."""
-    from r1jax.data import pipeline
-
+def source_examples(data_config, to_prompt: Callable[[str], str] = templates.r1_zero_prompt,
+                    prompt_tokens: Callable[[str], int] | None = None) -> list[dict]:
+    """Every example of `data_config.sources` once, in source order, each with its question in
+    the template `to_prompt`. With `prompt_tokens` (prompt -> its token count), prompts longer
+    than `data_config.max_prompt_tokens` are an error, or dropped with `drop_long_prompts`."""
     examples = [{**example, "prompt": to_prompt(example["question"])}
                 for spec in source_specs(data_config.sources) for example in load_source(spec)]
     if prompt_tokens is not None:
         examples = within_length(examples, prompt_tokens, data_config.max_prompt_tokens,
                                  data_config.drop_long_prompts)
-    return iter(pipeline.prompt_dataset(examples, batch_size, seed, shard=shard))
+    return examples
 
 
 def within_length(examples: list[dict], prompt_tokens: Callable[[str], int], limit: int,
@@ -276,17 +270,16 @@ def _check_rewards(sources, configured) -> None:
                              f"in config.rewards ({', '.join(configured)})")
 
 
-def prompt_batches_for(config, batch_size: int, seed: int,
-                       prompt_tokens: Callable[[str], int] | None = None,
-                       shard: tuple[int, int] = (0, 1)):
-    """The RL job's prompt batches (``shard``'s rows of each): from `config.data.sources` in
-    `config.data.template` ("r1_zero" when unset) when the config lists sources (their length
-    checked by `prompt_tokens`, see `prompt_batches`), else the toy world's problems."""
+def prompt_examples(config, prompt_tokens: Callable[[str], int] | None = None) -> list[dict]:
+    """The RL job's prompt data, each example once in order (what rejection sampling samples
+    from): `config.data.sources` in `config.data.template` ("r1_zero" when unset) when the
+    config lists sources (their length checked by `prompt_tokens`, see `source_examples`), else
+    the toy world's train problems."""
     if not config.data.get("sources"):
         from r1jax import toy
 
-        return toy.prompt_batches(config.data, batch_size, seed, shard)
+        return toy.train_examples(config.data)
     _check_rewards(config.data.sources, config.rewards)
     to_prompt = prompt_template(config.data.get("template", "r1_zero"),
                                 config.tokenizer or config.model.hf_path)
-    return prompt_batches(config.data, batch_size, seed, to_prompt, prompt_tokens, shard)
+    return source_examples(config.data, to_prompt, prompt_tokens)

@@ -2,6 +2,7 @@
 
     examples = make_split("countdown", "train", n=10_000, seed=0)
     examples[0]   # {"id", "task", "level", "question", "answer", "numbers", "target"}
+    make_split("sums", "test", n=500, seed=0, languages=("en", "kalo"))   # + "lang"
 
 Countdown (TinyZero's task): reach `target` from 3-4 numbers with + - * /, each number used exactly
 once, as the `countdown` reward requires; the gold answer is one such equation ("3 * 5 + 7"), and
@@ -16,6 +17,10 @@ Sums are the world a ~1M-parameter model learns in minutes: each step of the lon
 ("10 + 2 = 12.") is one fact from a table of a few hundred, while the direct answer needs all of
 them at once.
 
+`languages=("en", "kalo")` poses each problem in English or in Kalo (`r1jax.data.languages`, a
+word-for-word made-up language: "Pelu 3 + 7 + 2"), drawn uniformly, and names it in the example's
+"lang" field, which the `language` reward reads; the problems themselves do not change.
+
 Train and test share no problem: a problem's split is a hash of its canonical key (the operands
 and operator, the sorted numbers and the target, or the terms in order), so it does not depend on
 the seed. Problems may repeat within a split where a level has few of them (level-1 arithmetic has
@@ -28,6 +33,8 @@ import dataclasses
 import hashlib
 import random
 from collections.abc import Sequence
+
+from r1jax.data.languages import EN, check_languages, translate
 
 TASKS = ("arithmetic", "countdown", "sums")
 REWARDS = {"arithmetic": "arithmetic", "countdown": "countdown", "sums": "arithmetic"}  # scorers
@@ -221,12 +228,35 @@ def _check_args(task: str, split: str, levels: Sequence[int]) -> None:
         raise ValueError(f"Levels {tuple(levels)} must be a non-empty subset of {LEVELS}.")
 
 
-def make_split(
+def _in_language(example: dict, lang: str) -> dict:
+    """`example` posed in `lang`: its question translated, and "lang" naming the language (which
+    the `language` reward reads)."""
+    return {**example, "question": translate(example["question"], lang), "lang": lang}
+
+
+def split_problems(
     task: str, split: str, n: int, seed: int, levels: Sequence[int] = LEVELS
-) -> list[dict]:
-    """`n` examples of `split`, the same for the same arguments; example i is at level
-    levels[i % len(levels)]."""
+) -> list[Problem]:
+    """The problems behind `make_split`'s examples of the same arguments, in its order: for what
+    needs more of a problem than its example holds (the cold-start data writes its long work)."""
     _check_args(task, split, levels)
     rng = random.Random(f"{task}/{split}/{seed}")
-    problems = [sample_problem(task, split, levels[i % len(levels)], rng) for i in range(n)]
-    return [p.example(f"{task}/{split}/{seed}/{i}") for i, p in enumerate(problems)]
+    return [sample_problem(task, split, levels[i % len(levels)], rng) for i in range(n)]
+
+
+def make_split(
+    task: str, split: str, n: int, seed: int, levels: Sequence[int] = LEVELS,
+    languages: Sequence[str] = (EN,),
+) -> list[dict]:
+    """`n` examples of `split`, the same for the same arguments; example i is at level
+    levels[i % len(levels)]. Each is posed in one of `languages`, drawn uniformly, and then has a
+    "lang" field; with the default, English alone, the examples are as they were before the toy
+    world had languages (no "lang"). Languages are drawn from a generator of their own, so the
+    problems, ids and splits are the same in every language setting."""
+    check_languages(languages, "make_split")
+    problems = split_problems(task, split, n, seed, levels)
+    examples = [p.example(f"{task}/{split}/{seed}/{i}") for i, p in enumerate(problems)]
+    if tuple(languages) == (EN,):
+        return examples
+    lang_rng = random.Random(f"{task}/{split}/{seed}/lang")
+    return [_in_language(example, lang_rng.choice(languages)) for example in examples]

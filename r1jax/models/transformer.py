@@ -225,17 +225,26 @@ def padding_positions(attention_mask_BT):
     return jnp.maximum(jnp.cumsum(attention_mask_BT.astype(jnp.int32), axis=-1) - 1, 0)
 
 
+def attention_mask(segments_BT):
+    """The bool [B, T, S] mask of a causal pass over ``segments_BT`` (bool: True for real tokens;
+    or int segment ids, 0 for padding): query t attends to keys s <= t of its own segment, never
+    to padding. A bool mask is the one-segment case. Packed documents are segments: none attends
+    to another, as if each were alone in its row."""
+    T = segments_BT.shape[1]
+    segments_BT = segments_BT.astype(jnp.int32)
+    causal_TS = jnp.tril(jnp.ones((T, T), bool))
+    return (causal_TS[None] & (segments_BT[:, :, None] == segments_BT[:, None, :])
+            & (segments_BT[:, None, :] > 0))
+
+
 def _hidden_states(cfg: ModelConfig, params, tokens_BT, positions_BT, attention_mask_BT,
                    layers: str):
     """(the module, final-normed hidden states [B, T, D]) of a causal pass; see ``forward``."""
-    T = tokens_BT.shape[1]
     if attention_mask_BT is None:
         attention_mask_BT = jnp.ones(tokens_BT.shape, bool)
-    attention_mask_BT = attention_mask_BT.astype(bool)
-    if positions_BT is None:
-        positions_BT = padding_positions(attention_mask_BT)
-    causal_TS = jnp.tril(jnp.ones((T, T), bool))
-    mask_BTS = causal_TS[None] & attention_mask_BT[:, None, :]
+    mask_BTS = attention_mask(attention_mask_BT)
+    if positions_BT is None:  # the keys a token attends to, itself included, count its position
+        positions_BT = jnp.maximum(jnp.sum(mask_BTS, axis=-1, dtype=jnp.int32) - 1, 0)
     model = _module(cfg, params)
     hidden_BTD, _ = model(tokens_BT, positions_BT, mask_BTS, layers=layers)
     return model, hidden_BTD
@@ -249,8 +258,10 @@ def forward(cfg: ModelConfig, params, tokens_BT, positions_BT=None, attention_ma
     ``attention_mask_BT`` (True for real tokens) excludes padding from every query's keys; with it
     and no explicit positions, positions count real tokens only (``padding_positions``), so a
     left- or right-padded row gives exactly the logits of the unpadded sequence at its real tokens.
-    Without a mask, positions are 0..T-1. ``layers`` is how the blocks run (``_run_blocks``); it
-    only matters to a pass that is differentiated or compiled at scale.
+    Int segment ids instead (0 for padding) pack several sequences in a row: each attends only
+    to itself and its positions start at 0, so every one gets the logits it would get alone
+    (``attention_mask``). Without a mask, positions are 0..T-1. ``layers`` is how the blocks run
+    (``_run_blocks``); it only matters to a pass that is differentiated or compiled at scale.
     """
     model, hidden_BTD = _hidden_states(cfg, params, tokens_BT, positions_BT, attention_mask_BT,
                                        layers)

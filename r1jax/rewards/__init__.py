@@ -3,8 +3,10 @@ registry, the weighted sum, the process pool that scores a batch with timeouts, 
 that evaluation uses (`judge`: correct or not, and the answer, by the same rewards) with its
 lenient answer extraction (`math_verify_answer`).
 
-Built-in rewards by name (each reads the example fields its docstring names):
-`accuracy` (example["answer"]), `format`, `language` (example["lang"]), `countdown`
+Built-in rewards by name (each reads the example fields it registers with, which `check_fields`
+requires of a run's data):
+`accuracy` (example["answer"]), `format` (R1-Zero's), `summary_format` (R1's readable format:
+a summary between </think> and <answer>), `language` (example["lang"]), `countdown`
 (example["numbers"], example["target"]), `arithmetic` and `choice` (example["answer"]),
 `code` (example["tests"]).
 """
@@ -16,12 +18,13 @@ from r1jax.rewards.judging import equivalence, judge, math_equivalent
 from r1jax.rewards.language import language_consistency, register_language
 from r1jax.rewards.math import accuracy, extract_answer, math_equal
 from r1jax.rewards.pool import RewardScorer
-from r1jax.rewards.registry import get, register, weighted_sum
+from r1jax.rewards.registry import check_fields, get, register, weighted_sum
 from r1jax.rewards.sandbox import run_code
 
 __all__ = [
     "RewardScorer",
     "accuracy",
+    "check_fields",
     "equivalence",
     "extract_answer",
     "format_reward",

@@ -14,7 +14,9 @@ that set count as whichever candidate lingua finds closest. Models load on first
 per process, and then each span costs tens of microseconds per word.
 
 Languages lingua does not know (the toy world's synthetic ones) plug in with `register_language`,
-a per-word identifier; the score is then the share of words it accepts.
+a per-word identifier; the score is then the share of words it accepts. The toy world's Kalo
+(`r1jax.data.languages`) is registered here, on import, so every process that imports the rewards
+(the pool's workers too) knows it.
 """
 
 import functools
@@ -25,6 +27,7 @@ from collections.abc import Callable
 import numpy as np
 from lingua import IsoCode639_1, Language, LanguageDetectorBuilder
 
+from r1jax.data.languages import KALO, is_kalo_word
 from r1jax.rewards.registry import register
 
 CANDIDATES = ("en", "zh", "es", "fr", "de", "ru", "ja", "ko", "pt", "it")
@@ -47,6 +50,9 @@ def register_language(code: str, is_word: Callable[[str], bool]) -> None:
 
 def custom_languages() -> dict[str, Callable[[str], bool]]:
     return dict(_CUSTOM)
+
+
+register_language(KALO, is_kalo_word)
 
 
 def _lingua_language(code: str) -> Language | None:
@@ -111,10 +117,11 @@ def think_part(text: str) -> str:
     return text[start:] if end < 0 else text[start:end]
 
 
-@register("language")
+@register("language", fields=("lang",))
 def language_term(completions, examples) -> np.ndarray:
-    """`language_consistency` of the <think> part in example["lang"]; NaN if that is missing or
-    unknown."""
+    """`language_consistency` of the <think> part in example["lang"] (the toy world's problems
+    have it when posed in several languages: `make_split(languages=...)`); NaN if that is
+    missing or unknown."""
     return np.array(
         [
             _share(think_part(c), e["lang"]) if is_supported(e.get("lang")) else math.nan

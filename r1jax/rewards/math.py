@@ -190,7 +190,7 @@ def accuracy(completions, golds) -> np.ndarray:
     )
 
 
-@register("accuracy")
+@register("accuracy", fields=("answer",))
 def accuracy_term(completions, examples) -> np.ndarray:
     """`accuracy` against example["answer"]."""
     return accuracy(completions, [e.get("answer") for e in examples])

@@ -37,16 +37,11 @@ import time
 import numpy as np
 
 from r1jax.rewards import language, registry, sandbox
+from r1jax.rewards.registry import applies
 
 WORKER_MEMORY_BYTES = 8 << 30  # address-space cap per worker; sympy blowups raise MemoryError
 _CHUNKS_PER_WORKER = 4
 _START_TIMEOUT_S = 120.0  # a first start imports sympy, math-verify and lingua in the fork server
-
-
-def applies(name: str, example: dict, scoped) -> bool:
-    """Whether reward `name` scores `example`: unscoped rewards score every example, scoped ones
-    those that name them or name no reward."""
-    return name not in scoped or example.get("reward") in (None, name)
 
 
 def _serve(conn, fns: dict, languages: dict, scoped: frozenset) -> None:
@@ -186,7 +181,8 @@ class _Batch:
         for k, name in enumerate(self.names):
             stats[f"reward/{name}_errors"] = self.errors[name]
             stats[f"reward/{name}_timeouts"] = self.timeouts[name]
-            stats[f"reward/{name}_unscorable"] = int(np.isnan(self.values[k][self.applies[k]]).sum())
+            unscorable = np.isnan(self.values[k][self.applies[k]])
+            stats[f"reward/{name}_unscorable"] = int(unscorable.sum())
             stats[f"reward/{name}_slowest_s"] = self.slowest[name]
         return stats
 

@@ -192,7 +192,7 @@ def extract_code(text: str) -> str | None:
     return blocks[-1] if blocks else None
 
 
-@register("code")
+@register("code", fields=("tests",))
 def code_term(completions, examples) -> np.ndarray:
     """`run_code` of the last code block against example["tests"]; NaN without tests."""
     scores = []

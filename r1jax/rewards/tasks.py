@@ -88,7 +88,7 @@ def _countdown_one(completion: str, example: dict) -> float:
         return 0.1
 
 
-@register("countdown")
+@register("countdown", fields=("numbers", "target"))
 def countdown(completions, examples) -> np.ndarray:
     """TinyZero's countdown score: 1.0 for an equation in the last <answer> block that uses each of
     example["numbers"] exactly once and equals example["target"]; 0.1 for any other answer block;
@@ -117,7 +117,7 @@ def _arithmetic_one(completion: str, example: dict) -> float:
     return float(pred is not None and _number(pred) == gold)
 
 
-@register("arithmetic")
+@register("arithmetic", fields=("answer",))
 def arithmetic(completions, examples) -> np.ndarray:
     """1.0 where the extracted answer is a number equal to example["answer"], else 0.0."""
     return np.array(
@@ -144,7 +144,7 @@ def _choice_one(completion: str, example: dict) -> float:
     return float(pred is not None and _letter(pred) == gold)
 
 
-@register("choice")
+@register("choice", fields=("answer",))
 def choice(completions, examples) -> np.ndarray:
     """Multiple choice (GPQA style): 1.0 where the extracted answer names the letter in
     example["answer"], else 0.0."""

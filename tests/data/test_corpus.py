@@ -1,3 +1,6 @@
+import dataclasses
+import hashlib
+import random
 import re
 from fractions import Fraction
 
@@ -6,6 +9,7 @@ import pytest
 
 from r1jax import rewards, tokenizers
 from r1jax.data import corpus, tasks
+from r1jax.data.languages import EN, KALO, is_kalo_word, translate
 from r1jax.metrics import REFLECTIVE_WORDS
 from r1jax.templates import r1_zero_prompt
 
@@ -165,3 +169,107 @@ def test_bad_config_is_named(bad):
 def test_write_corpus_one_document_per_line(tmp_path):
     corpus.write_corpus(tmp_path / "c.txt", seed=3, n=20)
     assert (tmp_path / "c.txt").read_text().splitlines() == list(corpus.corpus_documents(3, 20))
+
+
+# The reference run's corpus (experiments/aha_tiny.py's corpus section) and the default one.
+AHA_TINY = corpus.CorpusConfig(tasks=("sums",), level_mix=(0.5, 0.5, 0.0, 0.0), long_fraction=0.1,
+                               untemplated_long_fraction=0.7, slip_fraction=0.3,
+                               short_accuracy=(0.25, 0.15, 0.1, 0.05), template_fraction=0.2)
+BILINGUAL = corpus.CorpusConfig(tasks=tasks.TASKS, long_fraction=0.5, slip_fraction=0.5,
+                                languages=(EN, KALO))
+DOC = re.compile(r"(.*User: )(.*)\. Assistant: <think> (.*) </think> <answer> (.*) </answer>")
+
+
+def language_of(question):
+    return KALO if is_kalo_word(question.split()[0]) else EN
+
+
+@pytest.mark.parametrize("config, digest", [
+    (corpus.CorpusConfig(), "ead8243b8e013075eea87e7571c8efa1d89afc3673bc8685025e4f3061a2c049"),
+    (AHA_TINY, "a36b04fcf3228236fdba144e3edc703f0840fd29e61e1283db3ab3d5d90c9466")])
+def test_english_alone_is_the_corpus_as_it_was_before_languages(config, digest):
+    """sha256 of the first 1000 documents as the code before languages wrote them: one random
+    number more or less anywhere would change them."""
+    docs = list(corpus.corpus_documents(0, 1000, config))
+    assert hashlib.sha256("\n".join(docs).encode()).hexdigest() == digest
+    explicit = dataclasses.replace(config, languages=(EN,), mixing=0.0)
+    assert list(corpus.corpus_documents(0, 1000, explicit)) == docs
+
+
+def test_a_bilingual_corpus_is_the_english_one_each_document_in_its_language():
+    english = corpus.corpus_documents(0, 2000, dataclasses.replace(BILINGUAL, languages=(EN,)))
+    langs = []
+    for en, doc in zip(english, corpus.corpus_documents(0, 2000, BILINGUAL), strict=True):
+        head, question, think, answer = DOC.fullmatch(en).groups()
+        lang = language_of(DOC.fullmatch(doc)[2])
+        assert doc == (f"{head}{translate(question, lang)}. Assistant: <think> "
+                       f"{translate(think, lang)} </think> <answer> {answer} </answer>")
+        langs.append(lang)
+    # Uniform: the Kalo share of 2000 draws is 1/2 within 4 standard deviations (0.011 each).
+    assert abs(np.mean(np.array(langs) == KALO) - 0.5) < 4 * (0.25 / 2000) ** 0.5
+
+
+def test_without_mixing_the_reasoning_is_in_the_questions_language_alone():
+    for doc in corpus.corpus_documents(1, 400, BILINGUAL):
+        _, question, think, _ = DOC.fullmatch(doc).groups()
+        lang = language_of(question)
+        other = KALO if lang == EN else EN
+        assert rewards.language_consistency([think], lang)[0] == 1.0
+        assert rewards.language_consistency([think], other)[0] < 0.05
+
+
+def test_mixing_writes_that_share_of_the_phrases_in_the_other_language():
+    """Each phrase (a sentence: its words sit between . and :) stays in the question's language
+    with probability 1 - mixing, so a document whose phrases hold w_i of its W words has expected
+    share 1 - mixing and variance mixing (1 - mixing) sum(w_i^2) / W^2; the mean over documents is
+    checked to 4 of its standard deviations."""
+    mixing = 0.3
+    config = dataclasses.replace(BILINGUAL, long_fraction=1.0, mixing=mixing)
+    shares, variance = [], 0.0
+    for doc in corpus.corpus_documents(2, 600, config):
+        _, question, think, _ = DOC.fullmatch(doc).groups()
+        phrases = [p.split() for p in re.split(r"[.:]", re.sub(r"[^A-Za-z.: ]", "", think))]
+        phrases = [p for p in phrases if p]
+        assert all(len({is_kalo_word(w) for w in p}) == 1 for p in phrases)  # one language each
+        w = np.array([len(p) for p in phrases])
+        variance += mixing * (1 - mixing) * (w**2).sum() / w.sum() ** 2
+        shares.append(rewards.language_consistency([think], language_of(question))[0])
+    tolerance = 4 * variance**0.5 / len(shares)
+    assert abs(np.mean(shares) - (1 - mixing)) < tolerance
+    assert 0.01 < tolerance < 0.05
+
+
+@pytest.mark.parametrize("bad", [{"languages": ()}, {"languages": ("fr",)},
+                                 {"languages": (EN, EN)}, {"mixing": 0.3},
+                                 {"languages": (EN, KALO), "mixing": 1.5}])
+def test_bad_languages_or_mixing_are_named(bad):
+    with pytest.raises(ValueError, match=r"CorpusConfig: languages|mixing=.* needs two languages"):
+        corpus.CorpusConfig(**bad)
+
+
+# --- R1's cold-start completions ---------------------------------------------------------------
+
+READABLE = re.compile(r" <think> (.*) </think> (.*) <answer> (.*) </answer>")
+
+
+def test_readable_completions_are_long_work_in_one_language_a_summary_and_the_answer():
+    problem_rng, slips = random.Random(0), []
+    for i in range(600):
+        task, level = tasks.TASKS[i % 3], tasks.LEVELS[i % 4]
+        p = tasks.sample_problem(task, "train", level, problem_rng)
+        example = p.example(f"test/{i}")
+        english = corpus.readable_completion(p, EN, random.Random(i), slip_fraction=0.3)
+        kalo = corpus.readable_completion(p, KALO, random.Random(i), slip_fraction=0.3)
+        for lang, completion in ((EN, english), (KALO, kalo)):
+            assert rewards.get("summary_format")([completion], [example])[0] == 1.0
+            assert score(example, completion) == 1.0
+            think, summary, answer = READABLE.fullmatch(completion).groups()
+            assert rewards.language_consistency([think], lang)[0] == 1.0  # no mixing
+            # The summary restates the solution as an equation, without words.
+            equation, value = re.fullmatch(r"([\d+\-*/() ]+) = (\d+)\.", summary).groups()
+            assert _value(equation) == int(value) == _value(example["answer"])
+            if task != "countdown":
+                assert re.findall(r"\d+", equation) == re.findall(r"\d+", example["question"])
+        assert READABLE.fullmatch(kalo)[1] == translate(READABLE.fullmatch(english)[1], KALO)
+        slips.append(re.search(SLIPS, english) is not None)
+    assert abs(np.mean(slips) - 0.3) < 4 * (0.3 * 0.7 / 600) ** 0.5

@@ -46,13 +46,17 @@ class CharTokenizer:
 
 def test_pack_pairs_keeps_documents_whole_and_masks_prompts_and_padding():
     pairs = [("ab", "xyz"), ("cd", "uv"), ("e", "w"), ("f" * 9, "g" * 9)]
-    tokens, mask = pipeline.pack_pairs(pairs, CharTokenizer(), seq_len=10)
+    tokens, mask, segments = pipeline.pack_pairs(pairs, CharTokenizer(), seq_len=10)
     text = ["".join(chr(t) if t > 1 else "|" if t == 1 else "." for t in row) for row in tokens]
     assert text == ["abxyz|cduv|", "ew|........", "fffffffffgg"]  # the last one truncated
+    assert segments.tolist() == [[1] * 6 + [2] * 5, [1] * 3 + [0] * 8, [1] * 11]
     assert [m.astype(int).tolist() for m in mask] == [
         [0, 1, 1, 1, 1, 0, 0, 1, 1, 1], [1, 1, 0, 0, 0, 0, 0, 0, 0, 0], [0] * 8 + [1, 1]]
-    _, unmasked = pipeline.pack_pairs(pairs, CharTokenizer(), seq_len=10, mask_prompt=False)
-    assert unmasked[0].all() and unmasked[1].tolist() == [True, True] + [False] * 8
+    _, unmasked, _ = pipeline.pack_pairs(pairs, CharTokenizer(), seq_len=10, mask_prompt=False)
+    # Every token is a target but the first of each document: "c" follows the first document's
+    # eos, which is no context for it.
+    assert unmasked[0].astype(int).tolist() == [1, 1, 1, 1, 1, 0, 1, 1, 1, 1]
+    assert unmasked[1].tolist() == [True, True] + [False] * 8
 
 
 @pytest.fixture(scope="module")
@@ -65,23 +69,25 @@ def toy_tokenizer(tmp_path_factory):
 def test_sft_batches_draw_packed_windows_and_resume(toy_tokenizer):
     documents, tok = toy_tokenizer
     pairs = [corpus.split_prompt(doc) for doc in documents]
-    ds = pipeline.sft_dataset(pairs, tok, seq_len=64, batch_size=4, seed=0)
+    packed = pipeline.pack_pairs(pairs, tok, seq_len=64)
+    ds = pipeline.sft_dataset(packed, batch_size=4, seed=0)
     it = iter(ds)
     first = take(it, 3)
     assert first[0]["tokens"].shape == (4, 65) and first[0]["tokens"].dtype == np.int32
     assert first[0]["loss_mask"].shape == (4, 64)
-    windows, _ = pipeline.pack_pairs(pairs, tok, 64)
+    windows = packed[0]
     # An epoch's batches draw the packed windows without replacement.
     epoch = np.concatenate([b["tokens"] for b in take(iter(ds), len(windows) // 4)])
     assert not Counter(map(tuple, epoch.tolist())) - Counter(map(tuple, windows.tolist()))
     assert tok.decode(windows[0]).startswith(documents[0][:40])
     state = it.get_state()
     expected = take(it, 5)
-    fresh = iter(pipeline.sft_dataset(pairs, tok, seq_len=64, batch_size=4, seed=0))
+    fresh = iter(pipeline.sft_dataset(packed, batch_size=4, seed=0))
     fresh.set_state(state)
     for a, b in zip(take(fresh, 5), expected, strict=True):
         np.testing.assert_array_equal(a["tokens"], b["tokens"])
         np.testing.assert_array_equal(a["loss_mask"], b["loss_mask"])
+        np.testing.assert_array_equal(a["segments"], b["segments"])
 
 
 @pytest.mark.parametrize("count", [2, 4])

@@ -18,8 +18,9 @@ import pytest
 import tensorflow_datasets as tfds
 
 from r1jax import cli, policy, rl, templates, toy
-from r1jax.data import prompts
+from r1jax.data import pipeline, prompts
 from r1jax.data.benchmarks import read_records
+from r1jax.data.languages import translate
 
 EXPERIMENTS = Path(__file__).parent.parent.parent / "experiments"
 COUNTDOWN_QUESTION = ("Using the numbers [3, 5, 7], create an equation that equals 22. Use +, -, "
@@ -201,6 +202,11 @@ def toy_config(**data):
     return config
 
 
+def batches_for(config, batch_size, seed):
+    """The RL job's prompt batches of ``config``."""
+    return iter(pipeline.prompt_dataset(prompts.prompt_examples(config), batch_size, seed))
+
+
 def test_mixed_sources_record_their_reward_and_resume_exactly(tmp_path):
     math = write_jsonl(tmp_path / "math.jsonl", [
         {"problem": f"P{i}", "solution": f"\\boxed{{{i}}}"} for i in range(7)])
@@ -208,11 +214,11 @@ def test_mixed_sources_record_their_reward_and_resume_exactly(tmp_path):
     config = toy_config(sources=[
         {"path": str(math), "format": "math", "reward": "accuracy"},
         {"path": str(countdown), "format": "countdown", "reward": "countdown"}])
-    batches = prompts.prompt_batches_for(config, batch_size=3, seed=5)
+    batches = batches_for(config, batch_size=3, seed=5)
     seen = [next(batches) for _ in range(2)]
     state = batches.get_state()
     expected = [next(batches) for _ in range(4)]
-    resumed = prompts.prompt_batches_for(config, batch_size=3, seed=5)
+    resumed = batches_for(config, batch_size=3, seed=5)
     resumed.set_state(state)
     assert [next(resumed) for _ in range(4)] == expected
     examples = {e["id"]: e for batch in seen + expected for e in batch}
@@ -227,7 +233,7 @@ def test_a_source_reward_must_be_a_configured_term(tmp_path):
     config = toy_config(sources=[{"path": str(path), "format": "prompt",
                                             "reward": "acuracy"}])
     with pytest.raises(ValueError, match="reward 'acuracy' is not in config.rewards"):
-        prompts.prompt_batches_for(config, 2, 0)
+        batches_for(config, 2, 0)
 
 
 def test_templates_r1_zero_by_default_and_the_chat_template_for_r1_usage(tmp_path):
@@ -238,25 +244,23 @@ def test_templates_r1_zero_by_default_and_the_chat_template_for_r1_usage(tmp_pat
         "{% for m in messages %}<user>{{ m['content'] }}{% endfor %}<bot>")
     config = toy_config(sources=[{"path": str(path), "format": "prompt",
                                             "reward": "accuracy"}])
-    prompt = next(prompts.prompt_batches_for(config, 2, 0))[0]["prompt"]
+    prompt = next(batches_for(config, 2, 0))[0]["prompt"]
     assert prompt == templates.r1_zero_prompt("What is 2 + 2?")
     config.data.template = "auto"  # the toy world's tokenizer: no chat template
-    assert next(prompts.prompt_batches_for(config, 2, 0))[0]["prompt"] == prompt
+    assert next(batches_for(config, 2, 0))[0]["prompt"] == prompt
     config.tokenizer = str(checkpoint)
     for template in ("auto", "r1_usage"):
         config.data.template = template
-        assert next(prompts.prompt_batches_for(config, 2, 0))[0]["prompt"] == (
+        assert next(batches_for(config, 2, 0))[0]["prompt"] == (
             "<user>What is 2 + 2?\n" + templates.R1_USAGE_INSTRUCTION + "<bot><think>\n")
     config.tokenizer = ""
     with pytest.raises(ValueError, match="template 'r1_usage' needs a checkpoint's chat template"):
-        prompts.prompt_batches_for(config, 2, 0)
+        batches_for(config, 2, 0)
 
 
 def test_without_sources_the_toy_world_is_unchanged(tmp_path):
     config = toy_config()
-    ours = prompts.prompt_batches_for(config, batch_size=4, seed=1)
-    theirs = toy.prompt_batches(config.data, 4, 1)
-    assert [next(ours) for _ in range(3)] == [next(theirs) for _ in range(3)]
+    assert prompts.prompt_examples(config) == toy.train_examples(config.data)
 
 
 def test_the_rl_job_stops_at_a_malformed_row_before_loading_a_model(tmp_path, monkeypatch):
@@ -266,6 +270,29 @@ def test_the_rl_job_stops_at_a_malformed_row_before_loading_a_model(tmp_path, mo
                                             "reward": "accuracy"}], tokenizer_documents=50)
     monkeypatch.setattr(policy, "load_policy", lambda *args, **kwargs: pytest.fail("loaded"))
     with pytest.raises(ValueError, match=f"^{re.escape(str(path))}, line 1: the answer has no"):
+        rl.job(config, str(tmp_path / "run"))
+
+
+def test_toy_prompts_are_posed_in_the_configured_languages():
+    english = toy.train_examples(toy_config().data)
+    batch = toy.train_examples(toy_config(languages=("en", "kalo")).data)
+    assert not any("lang" in e for e in english) and {e["lang"] for e in batch} == {"en", "kalo"}
+    for en, ex in zip(english, batch, strict=True):
+        assert ex["id"] == en["id"] and ex["answer"] == en["answer"]
+        assert ex["prompt"] == templates.r1_zero_prompt(translate(en["question"], ex["lang"]))
+
+
+def test_the_rl_job_stops_at_a_reward_field_the_data_lacks_before_loading_a_model(tmp_path,
+                                                                                 monkeypatch):
+    config = toy_config(tokenizer_documents=50)
+    config.rewards = ml_collections.ConfigDict({"arithmetic": 1.0, "language": 1.0})
+    config.rl.eval_every = 0
+    monkeypatch.setattr(policy, "load_policy", lambda *args, **kwargs: pytest.fail("loaded"))
+    with pytest.raises(ValueError, match="reward 'language' .* field 'lang', which example "
+                                         "'arithmetic/train/0/"):
+        rl.job(config, str(tmp_path / "run"))
+    config.data.languages = ("en", "kalo")  # the check passes; the job goes on to load the model
+    with pytest.raises(pytest.fail.Exception, match="loaded"):
         rl.job(config, str(tmp_path / "run"))
 
 

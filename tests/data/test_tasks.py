@@ -1,3 +1,5 @@
+import hashlib
+import json
 import random
 import re
 import time
@@ -7,6 +9,9 @@ import pytest
 
 from r1jax import rewards
 from r1jax.data import tasks
+from r1jax.data.languages import KALO, translate
+
+BILINGUAL = ("en", KALO)
 
 
 def completion(answer):
@@ -109,3 +114,32 @@ def test_thousands_per_second():
     tasks.make_split("countdown", "train", 2000, seed=0)
     tasks.make_split("arithmetic", "train", 2000, seed=0)
     assert time.perf_counter() - start < 2.0
+
+
+def test_english_alone_gives_the_examples_as_they_were_before_languages():
+    examples = [tasks.make_split(task, "train", 300, seed=0) for task in tasks.TASKS]
+    # sha256 of these examples as the code before languages wrote them (the reference run's data).
+    digest = "1f4c4dfe442fe9be1b7cd76f3935c190409c37dafbb6bb43d438be720cfb3f6b"
+    assert hashlib.sha256(json.dumps(examples).encode()).hexdigest() == digest
+    assert examples[0] == tasks.make_split("arithmetic", "train", 300, 0, languages=("en",))
+    assert not any("lang" in e for split in examples for e in split)
+
+
+@pytest.mark.parametrize("task", tasks.TASKS)
+def test_bilingual_examples_are_the_same_problems_each_in_its_language(task):
+    english = tasks.make_split(task, "test", 2000, seed=1, levels=(1, 3))
+    bilingual = tasks.make_split(task, "test", 2000, seed=1, levels=(1, 3), languages=BILINGUAL)
+    for en, ex in zip(english, bilingual, strict=True):
+        assert ex == {**en, "question": translate(en["question"], ex["lang"]), "lang": ex["lang"]}
+    # Uniform: the Kalo share of 2000 draws is 1/2 within 4 standard deviations (0.011 each).
+    assert abs(np.mean([e["lang"] == KALO for e in bilingual]) - 0.5) < 4 * (0.25 / 2000) ** 0.5
+    kalo = tasks.make_split(task, "test", 50, seed=1, levels=(1, 3), languages=(KALO,))
+    assert {e["lang"] for e in kalo} == {KALO}
+    scores = rewards.get(tasks.REWARDS[task])([completion(e["answer"]) for e in kalo], kalo)
+    np.testing.assert_array_equal(scores, 1.0)
+
+
+@pytest.mark.parametrize("bad", [(), ("fr",), ("en", "en"), ("kalo", "xx")])
+def test_unknown_languages_are_named(bad):
+    with pytest.raises(ValueError, match=r"make_split: languages .* must be distinct codes among"):
+        tasks.make_split("sums", "train", 1, seed=0, languages=bad)

@@ -68,6 +68,29 @@ def test_padded_batch_equals_unpadded_rows(model, side):
         np.testing.assert_allclose(batched[i][mask[i]], alone, atol=1e-5, rtol=1e-5)
 
 
+def test_packed_segments_equal_each_sequence_alone(model):
+    """Sequences packed into rows with segment ids (0: padding) give the logits each gets alone,
+    in both the dense and the chunked log-prob paths."""
+    cfg, params = model
+    rows = _ragged()
+    packed = [rows[0] + rows[1], rows[2] + rows[3] + [0, 0, 0, 0, 0, 0, 0]]
+    segments = np.array([[1] * 5 + [2] * 11, [1] + [2] * 8 + [0] * 7], np.int32)
+    tokens = np.asarray(packed, np.int32)
+    logits = np.asarray(models.forward(cfg, params, tokens, attention_mask_BT=segments))
+    dense = models.token_logprobs(cfg, params, tokens, segments)[0]
+    chunked = models.token_logprobs(cfg, params, tokens, segments, chunk=4)[0]
+    for b, s in [(0, 1), (0, 2), (1, 1), (1, 2)]:
+        where = segments[b] == s
+        row = tokens[b][where]
+        alone = np.asarray(models.forward(cfg, params, jnp.asarray([row])))[0]
+        np.testing.assert_allclose(logits[b][where], alone, atol=1e-5, rtol=1e-5)
+        logp = jax.nn.log_softmax(alone[:-1], axis=-1)
+        expected = np.take_along_axis(np.asarray(logp), row[1:, None], -1)[:, 0]
+        within = np.flatnonzero(where)[:-1]  # targets inside the segment
+        for got in (dense, chunked):
+            np.testing.assert_allclose(np.asarray(got)[b][within], expected, atol=1e-5)
+
+
 def test_cached_decoding_equals_full_forward(model):
     """Prefill a left-padded prompt, then feed tokens one at a time through the cache."""
     cfg, params = model

@@ -66,3 +66,75 @@ def test_never_raises_and_is_fast(text):
     if value == 1.0:  # full credit implies the exact shape
         assert all(text.count(tag) == 1 for tag in ("<think>", "</think>", "<answer>", "</answer>"))
         assert text.strip().startswith("<think>") and text.strip().endswith("</answer>")
+
+
+# --- R1's readable format: a summary between </think> and <answer> ---------------------------
+
+TAGS = ("<think>", "</think>", "<answer>", "</answer>")
+READABLE = [
+    " <think> 3 + 7 = 10. 10 + 2 = 12. </think> 3 + 7 + 2 = 12. <answer> 12 </answer>",
+    "<think>x</think>\nIn short: 4.\n<answer>4</answer>\n",
+]
+NOT_READABLE = [
+    *WELL_FORMED,  # no summary
+    "<think>x</think> \n <answer>4</answer>",  # a summary of whitespace
+    "<think>x</think> so <answer>4</answer> and then some",
+    "<think>x</think> so </think> <answer>4</answer>",  # a tag in the summary
+    "<think> </think> so <answer>4</answer>",
+    "<think>x</think> so <answer> </answer>",
+    "<answer>4</answer> so <think>x</think>",
+]
+
+
+@pytest.mark.parametrize("text", READABLE)
+def test_readable(text):
+    assert rewards.get("summary_format")([text], [{}])[0] == 1.0
+    assert rewards.format_reward([text])[0] == 0.0  # R1-Zero's format wants nothing in between
+
+
+@pytest.mark.parametrize("text", NOT_READABLE)
+def test_not_readable(text):
+    assert rewards.format_reward([text], summary=True)[0] == 0.0
+
+
+# Free text: anything with more than whitespace and none of the four tags (it may hold their
+# pieces: "<", "think", "/answer>").
+FREE = st.one_of(
+    st.text(min_size=1),
+    st.lists(st.sampled_from([*PIECES[4:], "think", "answer", "</think", "answer>"]),
+             min_size=1, max_size=20).map("".join),
+).filter(lambda s: s.strip() and not any(tag in s for tag in TAGS))
+
+
+def assemble(reasoning, summary, answer):
+    """The completion in R1's readable format, or in R1-Zero's when `summary` is None, as a list
+    of pieces: the odd ones are the tags."""
+    between = f" {summary} " if summary is not None else " "
+    return [" ", "<think>", f" {reasoning} ", "</think>", between, "<answer>", f" {answer} ",
+            "</answer>", ""]
+
+
+@settings(max_examples=300, deadline=None)
+@given(reasoning=FREE, summary=FREE, answer=FREE)
+def test_reasoning_summary_answer_in_the_readable_format(reasoning, summary, answer):
+    readable = "".join(assemble(reasoning, summary, answer))
+    assert rewards.get("summary_format")([readable], [{}])[0] == 1.0
+    assert rewards.get("format")([readable], [{}])[0] == 0.0
+    r1_zero = "".join(assemble(reasoning, None, answer))
+    assert rewards.get("summary_format")([r1_zero], [{}])[0] == 0.0
+    assert rewards.get("format")([r1_zero], [{}])[0] == 1.0
+
+
+@settings(max_examples=300, deadline=None)
+@given(reasoning=FREE, summary=st.one_of(st.none(), FREE), answer=FREE, data=st.data())
+def test_a_stray_tag_anywhere_is_rejected_by_both_formats(reasoning, summary, answer, data):
+    """A tag added to a well-formed completion (of either format) anywhere but inside one of its
+    tags, where it would break that tag ("</th</think>ink>" holds one "</think>")."""
+    pieces = assemble(reasoning, summary, answer)
+    free = data.draw(st.sampled_from(range(0, len(pieces), 2)))  # the text around the tags
+    at = data.draw(st.integers(0, len(pieces[free])))
+    tag = data.draw(st.sampled_from(TAGS))
+    pieces[free] = pieces[free][:at] + tag + pieces[free][at:]
+    text = "".join(pieces)
+    assert rewards.format_reward([text])[0] == 0.0
+    assert rewards.format_reward([text], summary=True)[0] == 0.0

@@ -51,6 +51,12 @@ def test_scores_and_weighted_total(scorer):
     )
 
 
+def test_the_toy_worlds_kalo_is_known_to_the_workers(scorer):
+    kalo = "<think>Ke fenako ezu 12. Zirok.</think> <answer>\\boxed{1000}</answer>"
+    _, terms, _ = scorer.score([kalo, GOOD], _examples(2, lang="kalo"))
+    np.testing.assert_array_equal(terms["language"], [1.0, 0.0])
+
+
 def test_unscorable_gold_gives_nan_total(scorer):
     examples = _examples(2)
     examples[1]["answer"] = "\\frac{"

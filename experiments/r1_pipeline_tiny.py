@@ -1,0 +1,97 @@
+"""The DeepSeek-R1 pipeline on the toy world, one command (job "pipeline", r1jax/stages.py):
+
+    python -m r1jax.main --config=experiments/r1_pipeline_tiny.py --workdir=runs/r1_pipeline_tiny
+    python -m r1jax.main --config=experiments/r1_pipeline_tiny.py:smoke --workdir=/tmp/r1_smoke
+
+aha_tiny's world of sums, posed in English or in the toy world's made-up language Kalo
+(r1jax/data/languages.py), with a base model whose chains of thought switch language phrase by
+phrase (corpus ``mixing``), as R1-Zero's do. The stages, each in workdir/<stage>:
+
+    base             the bilingual tokenizer and base model (job pretrain)
+    r1_zero          R1-Zero from the base: accuracy + format (the row the others compare to)
+    cold_start_data  readable long chains of thought in the question's language, then a summary
+    cold_start       SFT of the base on them (R1 §2.3.1)
+    reasoning_rl     RL from the cold start: accuracy + summary format + language consistency,
+                     summed as R1 sums them (§2.3.2)
+    rejection        samples of reasoning_rl kept when correct and clean (§2.3.3)
+    sft              SFT of the base on that set: 2 epochs, cosine to a tenth (§2.3.3)
+    rl_all           RL from the SFT model at T 0.7 (§2.3.4)
+
+Every stage that makes a model is evaluated on the same held-out problems (pass@1 over k=4 at
+T 0.6 / top-p 0.95) and the run ends with workdir/results.md, one row per stage. Override any
+stage's key as --config.stages.cold_start.sft.lr=1e-3.
+"""
+
+import copy
+import os
+
+import ml_collections
+
+from r1jax import rejection, sft
+from r1jax.cli import load_experiment
+
+LANGUAGES = ("en", "kalo")
+
+
+def get_config(arg: str = ""):
+    if arg not in ("", "smoke"):
+        raise ValueError(f"unknown config argument {arg!r}; use '' or 'smoke'")
+    world = load_experiment(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                         "aha_tiny.py"), arg)
+    world.data.languages = LANGUAGES
+    world.corpus.update(dict(languages=LANGUAGES, mixing=0.3))
+    world.eval.languages = LANGUAGES
+    pretrain = world.pretrain
+    del world.pretrain  # only the base stage pretrains
+
+    def stage(job, **sections):
+        config = copy.deepcopy(world)
+        config.job = job
+        for name, section in sections.items():
+            config[name] = section
+        return config
+
+    def reads(config, model):  # a stage starting from another stage's HF checkpoint
+        config.model.update(name="", hf_path=f"stage:{model}")
+        return config
+
+    smoke = arg == "smoke"
+    base = stage("pretrain", pretrain=pretrain)
+    r1_zero = reads(stage("rl"), "base")
+
+    cold_start_data = stage("cold_start_data", cold_start=ml_collections.ConfigDict(dict(
+        examples=64 if smoke else 2000, seed=1, slip_fraction=0.3)))
+
+    cold_start = reads(stage("sft", sft=sft.default_config()), "base")
+    cold_start.sft.update(dict(data=("stage:cold_start_data",), epochs=2, batch_size=8,
+                               seq_len=256, lr=1e-3,
+                               warmup_steps=10, end_lr_fraction=0.1, checkpoint_every=100))
+
+    reasoning_rl = reads(stage("rl"), "cold_start")
+    reasoning_rl.rewards = ml_collections.ConfigDict(
+        {"arithmetic": 1.0, "summary_format": 1.0, "language": 1.0})
+
+    rejection_stage = reads(stage("rejection", rejection=rejection.default_config()),
+                            "reasoning_rl")
+    rejection_stage.rewards = reasoning_rl.rewards
+    rejection_stage.rejection.update(dict(samples_per_prompt=4, prompts=32 if smoke else 2000,
+                                          max_new_tokens=world.rl.max_new_tokens))
+    if smoke:  # minutes of training give no correct samples: the SFT set would be empty
+        rejection_stage.rejection.general_data = ("stage:cold_start_data",)
+
+    sft_stage = reads(stage("sft", sft=copy.deepcopy(cold_start.sft)), "base")
+    sft_stage.sft.data = ("stage:rejection",)
+
+    rl_all = reads(stage("rl"), "sft")
+    rl_all.rewards = reasoning_rl.rewards
+    rl_all.rl.temperature = 0.7  # R1 §2.3.4: higher temperatures gave incoherent text
+
+    config = copy.deepcopy(world)
+    config.job = "pipeline"
+    config.stages = ml_collections.ConfigDict({
+        "base": base, "r1_zero": r1_zero, "cold_start_data": cold_start_data,
+        "cold_start": cold_start, "reasoning_rl": reasoning_rl, "rejection": rejection_stage,
+        "sft": sft_stage, "rl_all": rl_all})
+    config.order = ("base", "r1_zero", "cold_start_data", "cold_start", "reasoning_rl",
+                    "rejection", "sft", "rl_all")
+    return config
