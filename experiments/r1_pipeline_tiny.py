@@ -11,8 +11,8 @@ phrase (corpus ``mixing``), as R1-Zero's do. The stages, each in workdir/<stage>
     r1_zero          R1-Zero from the base: accuracy + format (the row the others compare to)
     cold_start_data  readable long chains of thought in the question's language, then a summary
     cold_start       SFT of the base on them (R1 §2.3.1)
-    reasoning_rl     RL from the cold start: accuracy + summary format + language consistency,
-                     summed as R1 sums them (§2.3.2)
+    reasoning_rl_nolang  RL from the cold start: accuracy + summary format (the ablation)
+    reasoning_rl     the same + language consistency, summed as R1 sums them (§2.3.2)
     rejection        samples of reasoning_rl kept when correct and clean (§2.3.3)
     sft              SFT of the base on that set: 2 epochs, cosine to a tenth (§2.3.3)
     rl_all           RL from the SFT model at T 0.7 (§2.3.4)
@@ -41,6 +41,8 @@ def get_config(arg: str = ""):
     world.data.languages = LANGUAGES
     world.corpus.update(dict(languages=LANGUAGES, mixing=0.3))
     world.eval.languages = LANGUAGES
+    if arg != "smoke":  # readable completions (work, then a summary) run to about 120 tokens
+        world.rl.max_new_tokens = world.eval.max_new_tokens = 128
     pretrain = world.pretrain
     del world.pretrain  # only the base stage pretrains
 
@@ -67,14 +69,16 @@ def get_config(arg: str = ""):
                                seq_len=256, lr=1e-3,
                                warmup_steps=10, end_lr_fraction=0.1, checkpoint_every=100))
 
-    reasoning_rl = reads(stage("rl"), "cold_start")
-    reasoning_rl.rewards = ml_collections.ConfigDict(
-        {"arithmetic": 1.0, "summary_format": 1.0, "language": 1.0})
+    reasoning_rl_nolang = reads(stage("rl"), "cold_start")
+    reasoning_rl_nolang.rewards = ml_collections.ConfigDict(
+        {"arithmetic": 1.0, "summary_format": 1.0})
+    reasoning_rl = copy.deepcopy(reasoning_rl_nolang)
+    reasoning_rl.rewards.language = 1.0
 
     rejection_stage = reads(stage("rejection", rejection=rejection.default_config()),
                             "reasoning_rl")
     rejection_stage.rewards = reasoning_rl.rewards
-    rejection_stage.rejection.update(dict(samples_per_prompt=4, prompts=32 if smoke else 2000,
+    rejection_stage.rejection.update(dict(samples_per_prompt=4, prompts=32 if smoke else 1000,
                                           max_new_tokens=world.rl.max_new_tokens))
     if smoke:  # minutes of training give no correct samples: the SFT set would be empty
         rejection_stage.rejection.general_data = ("stage:cold_start_data",)
@@ -90,8 +94,9 @@ def get_config(arg: str = ""):
     config.job = "pipeline"
     config.stages = ml_collections.ConfigDict({
         "base": base, "r1_zero": r1_zero, "cold_start_data": cold_start_data,
-        "cold_start": cold_start, "reasoning_rl": reasoning_rl, "rejection": rejection_stage,
-        "sft": sft_stage, "rl_all": rl_all})
-    config.order = ("base", "r1_zero", "cold_start_data", "cold_start", "reasoning_rl",
-                    "rejection", "sft", "rl_all")
+        "cold_start": cold_start, "reasoning_rl_nolang": reasoning_rl_nolang,
+        "reasoning_rl": reasoning_rl, "rejection": rejection_stage, "sft": sft_stage,
+        "rl_all": rl_all})
+    config.order = ("base", "r1_zero", "cold_start_data", "cold_start", "reasoning_rl_nolang",
+                    "reasoning_rl", "rejection", "sft", "rl_all")
     return config

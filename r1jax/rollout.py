@@ -198,8 +198,9 @@ def rollout_metrics(ro: Rollout, group_size: int, correctness_reward: str) -> di
         out[f"reward/{name}"] = float(np.nanmean(values)) if np.isfinite(values).any() else 0.0
     for key, value in ro.reward_stats.items():  # wall-clock figures go with the other timings
         out[key.replace("reward/", "time/reward_") if key.endswith("_s") else key] = float(value)
-    formatted = (ro.terms["format"] >= 1.0 if "format" in ro.terms
-                 else np.ones(len(ro.texts), bool))
+    # The format the run rewards: R1's readable one, else R1-Zero's (none: every completion).
+    formatted = next((ro.terms[name] >= 1.0 for name in ("summary_format", "format")
+                      if name in ro.terms), np.ones(len(ro.texts), bool))
     out.update(metrics.rollout_stats(ro.texts, ro.lengths, correct(ro, correctness_reward),
                                      ro.truncated, formatted))
     return out

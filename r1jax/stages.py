@@ -12,7 +12,8 @@ Stage NAME runs as ``python -m r1jax.main`` would run its config with ``--workdi
 (config.json, checkpoints, metrics and its output there). A string "stage:NAME" anywhere in a
 later stage's config is the output of stage NAME (`output_path`): an HF checkpoint for the
 training jobs, data.jsonl for the data jobs; "stage:NAME/PATH" is a file of its folder (the toy
-world's tokenizer: "stage:base/tokenizer.model"). A reference to a stage that is not an earlier
+world's tokenizer: "stage:base/tokenizer.model"); "path:NAME" is ``config.paths.NAME``, a path
+the user gives once for every stage that reads it. A reference to a stage that is not an earlier
 one is an error before anything runs; an output that is missing when its reader starts names the
 stage that makes it.
 
@@ -29,6 +30,7 @@ import json
 from etils import epath
 
 PREFIX = "stage:"
+USER_PREFIX = "path:"  # a path the user gives once in config.paths, which several stages read
 
 # What each job makes: a path in its folder, or, for the training jobs, where config.export says.
 OUTPUTS = {"pretrain": "base", "cold_start_data": "data.jsonl", "rejection": "data.jsonl"}
@@ -54,34 +56,48 @@ def output_path(workdir, name: str, stage) -> epath.Path:
     return folder / OUTPUTS[stage.job]
 
 
-def _references(value):
-    """The "stage:..." strings in a config value (nested sections, tuples and lists)."""
+def _references(value, prefix: str = PREFIX):
+    """The strings starting with ``prefix`` in a config value (nested sections, tuples, lists)."""
     if isinstance(value, str):
-        return [value] if value.startswith(PREFIX) else []
+        return [value] if value.startswith(prefix) else []
     if hasattr(value, "items"):
-        return [ref for v in value.values() for ref in _references(v)]
+        return [ref for v in value.values() for ref in _references(v, prefix)]
     if isinstance(value, (tuple, list)):
-        return [ref for v in value for ref in _references(v)]
+        return [ref for v in value for ref in _references(v, prefix)]
     return []
 
 
 def _resolve(value, paths: dict):
-    """``value`` with every "stage:NAME[/PATH]" replaced by that stage's output (or file)."""
+    """``value`` with every "stage:NAME[/PATH]" replaced by that stage's output (or file) and
+    every "path:NAME" by the user's path (``paths``: stage name -> (output, folder), and
+    "path:NAME" -> the path)."""
     if isinstance(value, str) and value.startswith(PREFIX):
         name, _, rest = value[len(PREFIX):].partition("/")
         return str(paths[name][1] / rest if rest else paths[name][0])
+    if isinstance(value, str) and value.startswith(USER_PREFIX):
+        return str(paths[value])
     if isinstance(value, (tuple, list)):
         return type(value)(_resolve(v, paths) for v in value)
     return value
 
 
 def resolved(stage, paths: dict):
-    """A copy of the stage config with its references resolved (``paths``: stage name ->
-    (output, folder))."""
+    """A copy of a config with its references resolved (see `_resolve`)."""
     out = copy.deepcopy(stage)
     for key, value in stage.items():
         out[key] = resolved(value, paths) if hasattr(value, "items") else _resolve(value, paths)
     return out
+
+
+def user_paths(config) -> dict:
+    """"path:NAME" -> ``config.paths.NAME`` for each path the user gives; a "path:NAME" that
+    config.paths lacks is an error naming it."""
+    given = {f"{USER_PREFIX}{name}": value for name, value in config.get("paths", {}).items()}
+    for ref in _references(config, USER_PREFIX):
+        if ref not in given:
+            raise ValueError(f"the pipeline reads {ref!r}, but config.paths has no "
+                             f"{ref[len(USER_PREFIX):]!r} (it has {sorted(given)})")
+    return given
 
 
 def ordered(config) -> list:
@@ -159,8 +175,13 @@ def job(config, workdir: str) -> bool:
     docstring); whether all finished (False: one was stopped by SIGTERM, checkpointed)."""
     from r1jax import main, multihost
 
-    paths, rows = {}, {}
-    for name, stage in ordered(config):
+    paths, rows = user_paths(config), {}
+    stages = ordered(config)
+    shared = copy.deepcopy(config)  # what the pipeline's own evaluations read
+    with shared.unlocked():  # the command line locks the config
+        del shared.stages
+    shared = resolved(shared, paths)
+    for name, stage in stages:
         folder = epath.Path(workdir) / name
         paths[name] = (output_path(workdir, name, stage), folder)
         if paths[name][0].exists():
@@ -171,7 +192,7 @@ def job(config, workdir: str) -> bool:
             if not main.run_job(resolved(stage, paths), str(folder)):
                 return False
         if stage.job in ("pretrain", *EXPORTED):
-            rows[name] = evaluation(config, workdir, name, paths[name][0])
+            rows[name] = evaluation(shared, workdir, name, paths[name][0])
     table = results_table(rows)
     if multihost.is_primary():
         (epath.Path(workdir) / "results.md").write_text(table)

@@ -26,6 +26,7 @@ def test_config_builds(path, arg):
     config = main.load_experiment(path, arg)
     check_config(config)
     if config.job == "pipeline":  # and each stage is a config of its own
+        stages.user_paths(config)  # every "path:NAME" is one of config.paths
         for _, stage in stages.ordered(config):
             check_config(stage)
 

@@ -20,6 +20,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 R1_ZERO = os.path.join(REPO, "experiments", "r1_zero_qwen2_5_math_1_5b.py")
 R1_ZERO_7B = os.path.join(REPO, "experiments", "r1_zero_qwen2_5_math_7b.py")
 EVAL = os.path.join(REPO, "experiments", "eval_r1_distill_qwen_1_5b.py")
+R1_PIPELINE = os.path.join(REPO, "experiments", "r1_qwen2_5_math_1_5b.py")
 EVAL_FILES = os.path.join(REPO, "tests", "fixtures", "eval")
 PROBLEMS = [("What is 2 + 3?", "5"), ("Compute $7 \\cdot 6$.", "42"), ("Solve $x + 1 = 4$.", "3"),
             ("What is $\\frac{1}{2} + \\frac{1}{4}$?", "\\frac{3}{4}"), ("Find 10 - 8.", "2"),
@@ -165,3 +166,34 @@ def test_a_file_without_the_columns_its_format_needs(user_files, tmp_path):
     broken.write_text("".join(json.dumps(row) + "\n" for row in rows))
     message = bad_input(user_files, tmp_path, **{"data.sources.math.path": broken})
     assert f"{broken}, line 2" in message and "problem" in message
+
+
+def test_the_r1_pipeline_smoke_runs_every_stage_on_the_users_files(user_files, tmp_path):
+    """experiments/r1_qwen2_5_math_1_5b.py:smoke: cold start, reasoning RL with the language
+    reward (MATH's "lang": "en"), rejection sampling with general data, SFT of the base, RL; each
+    path given once; every model evaluated; a rerun skips every stage."""
+    from r1jax.templates import r1_zero_prompt
+
+    checkpoint, train, benchmarks = user_files
+    cold_start = tmp_path / "cold_start.jsonl"
+    cold_start.write_text("".join(json.dumps(
+        {"prompt": r1_zero_prompt(q), "completion": f" <think> reason </think> <answer> "
+                                                    f"\\boxed{{{a}}} </answer>"}) + "\n"
+        for q, a in PROBLEMS))
+    general = tmp_path / "general.jsonl"
+    general.write_text(json.dumps({"prompt": "Say hi.", "completion": " Hi."}) + "\n")
+    paths = {"paths.base_model": checkpoint, "paths.math": train, "paths.eval_data": benchmarks,
+             "paths.cold_start_data": cold_start, "paths.general_data": general}
+    workdir = tmp_path / "pipeline"
+    run_main(R1_PIPELINE + ":smoke", workdir, **paths)
+    table = (workdir / "results.md").read_text()
+    for stage in ("cold_start", "reasoning_rl", "sft", "rl_all"):
+        assert f"| {stage} | " in table
+        assert (workdir / stage / "hf" / "config.json").is_file()
+    data = [json.loads(line) for line in (workdir / "rejection" / "data.jsonl").read_text()
+            .splitlines()]
+    assert data[-1]["source"]["stage"] == "general"  # the general record joins the set
+    resolved = json.loads((workdir / "sft" / "config.json").read_text())
+    assert resolved["model"]["hf_path"] == str(checkpoint)  # SFT starts again from the base
+    assert resolved["sft"]["data"] == [str(workdir / "rejection" / "data.jsonl")]
+    run_main(R1_PIPELINE + ":smoke", workdir, **paths)  # done: every stage skipped

@@ -101,10 +101,21 @@ def test_the_toy_pipeline_runs_every_stage_and_tabulates_them(tmp_path):
     assert (tmp_path / "rejection" / "data.jsonl").read_text()
     table = (tmp_path / "results.md").read_text().splitlines()
     assert [row.split(" | ")[0] for row in table[2:]] == [
-        "| base", "| r1_zero", "| cold_start", "| reasoning_rl", "| sft", "| rl_all"]
+        "| base", "| r1_zero", "| cold_start", "| reasoning_rl_nolang", "| reasoning_rl",
+        "| sft", "| rl_all"]
     assert all("-" not in row.split(" | ")[1] for row in table[2:])  # pass@1 of every stage
     before = {p: p.stat().st_mtime for p in tmp_path.rglob("*") if p.is_file()}
     assert stages.job(config, str(tmp_path))  # done: nothing runs again
     assert {p: p.stat().st_mtime for p in tmp_path.rglob("*") if p.is_file()
             if p.name != "results.md"} == {p: t for p, t in before.items()
                                            if p.name != "results.md"}
+
+
+def test_user_paths_are_given_once_and_resolved_everywhere(tmp_path):
+    config = pipeline(three_stages())
+    config.stages.data.data = {"file": "path:prompts"}
+    with pytest.raises(ValueError, match="reads 'path:prompts', but config.paths has no"):
+        stages.user_paths(config)
+    config.paths = {"prompts": "/data/p.jsonl"}
+    paths = stages.user_paths(config)
+    assert stages.resolved(config.stages.data, paths).data.file == "/data/p.jsonl"

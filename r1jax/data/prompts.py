@@ -13,7 +13,9 @@ published in, as examples in a prompt template (the RL job batches them with
 A source's "path" is a .jsonl, .parquet or .csv file, a directory whose files of those kinds are
 read in name order, or "tfds:NAME[:SPLIT]": split SPLIT ("train" when left out) of a prepared
 tfds dataset in the source's "data_dir" (tfds's default when left out), read as
-`r1jax.data.benchmarks` reads evaluation sets. "n" keeps the first n rows (all when 0). Formats:
+`r1jax.data.benchmarks` reads evaluation sets. "n" keeps the first n rows (all when 0); "lang"
+(an ISO 639-1 code) gives every example the language its questions are posed in, which the
+`language` reward reads. Formats:
 
     math        MATH train (EleutherAI/hendrycks_math): problem, solution; the gold answer is the
                 solution's last \\boxed{...}, or the `answer` column when there is one
@@ -56,7 +58,7 @@ from r1jax.data.benchmarks import (
 )
 
 REQUIRED_KEYS = ("path", "format", "reward")
-OPTIONAL_KEYS = ("n", "data_dir")
+OPTIONAL_KEYS = ("n", "data_dir", "lang")
 ID_COLUMNS = ("unique_id", "ID", "id")  # a row's own id, when it has one
 TFDS_SPLIT = "train"
 
@@ -191,15 +193,18 @@ def _checked(spec) -> dict:
 
 
 def load_source(spec) -> list[dict]:
-    """The examples of one source ({"path", "format", "reward"}, optionally "n" and "data_dir"),
-    every row parsed now so that a malformed one stops the job before training starts."""
+    """The examples of one source ({"path", "format", "reward"}, optionally "n", "data_dir" and
+    "lang", the language its questions are posed in, which the `language` reward reads), every
+    row parsed now so that a malformed one stops the job before training starts."""
     spec = _checked(spec)
     layout = FORMATS[spec["format"]]
     rows = _source_rows(str(spec["path"]), spec.get("data_dir"), layout.columns)
     rows = rows[:spec.get("n") or None]
     if not rows:
         raise ValueError(f"prompt source {spec['path']!r} holds no rows")
-    return [_example(layout.parse, row, where, id_, spec["reward"]) for where, id_, row in rows]
+    examples = [_example(layout.parse, row, where, id_, spec["reward"])
+                for where, id_, row in rows]
+    return [{**ex, "lang": spec["lang"]} for ex in examples] if spec.get("lang") else examples
 
 
 def source_examples(data_config, to_prompt: Callable[[str], str] = templates.r1_zero_prompt,

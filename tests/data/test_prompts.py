@@ -303,3 +303,22 @@ def test_the_data_layer_does_not_import_the_rewards(tmp_path):
             "prompts.load_source({'path': sys.argv[1], 'format': 'math', 'reward': 'accuracy'})\n"
             "assert 'r1jax.rewards' not in sys.modules, sorted(sys.modules)\n")
     subprocess.run([sys.executable, "-c", code, str(path)], check=True)
+
+
+def test_a_source_language_reaches_its_examples_and_satisfies_the_language_reward(tmp_path):
+    """Without "lang" the language reward's field check stops the run; with it every example of
+    that source carries it, and only that source's."""
+    from r1jax import rewards
+
+    english = write_jsonl(tmp_path / "en.jsonl", [{"prompt": "What is 2 + 2?", "answer": "4"}])
+    spanish = write_jsonl(tmp_path / "es.jsonl", [{"prompt": "¿Cuánto es 2 + 3?", "answer": "5"}])
+    sources = [{"path": str(english), "format": "prompt", "reward": "accuracy"},
+               {"path": str(spanish), "format": "prompt", "reward": "accuracy", "lang": "es"}]
+    examples = prompts.prompt_examples(toy_config(sources=sources))
+    assert [e.get("lang") for e in examples] == [None, "es"]
+    with pytest.raises(ValueError, match="reads example field 'lang'"):
+        rewards.check_fields({"accuracy": 1.0, "language": 1.0}, examples)
+    sources[0]["lang"] = "en"
+    examples = prompts.prompt_examples(toy_config(sources=sources))
+    rewards.check_fields({"accuracy": 1.0, "language": 1.0}, examples)
+    assert [e["lang"] for e in examples] == ["en", "es"]

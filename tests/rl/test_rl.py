@@ -175,6 +175,13 @@ def test_each_completion_counts_as_correct_by_the_reward_its_example_names():
                "countdown": np.array([np.nan, 1.0, 0.1, 0.0])}, reward_stats={})
     assert rollout.rollout_metrics(ro, 2, "accuracy")["accuracy"] == 0.75
     assert rollout.rollout_metrics(ro, 2, "countdown")["accuracy"] == 0.5
+    # The format rate is the rewarded format's: R1's readable one where the run rewards it.
+    assert rollout.rollout_metrics(ro, 2, "accuracy")["format_rate"] == 1.0  # no format term
+    ro.terms.update(format=np.array([1.0, 1.0, 0.0, 0.0]),
+                    summary_format=np.array([0.0, 0.0, 0.0, 1.0]))
+    assert rollout.rollout_metrics(ro, 2, "accuracy")["format_rate"] == 0.25
+    del ro.terms["summary_format"]
+    assert rollout.rollout_metrics(ro, 2, "accuracy")["format_rate"] == 0.5
 
 
 def test_dynamic_sampling_runs_in_the_loop(tmp_path, tokenizer, scorer):
