@@ -9,6 +9,7 @@ phrase (corpus ``mixing``), as R1-Zero's do. The stages, each in workdir/<stage>
 
     base             the bilingual tokenizer and base model (job pretrain)
     r1_zero          R1-Zero from the base: accuracy + format (the row the others compare to)
+    r1_zero_language the same + the language reward: its effect on a base that mixes languages
     cold_start_data  readable long chains of thought in the question's language, then a summary
     cold_start       SFT of the base on them (R1 §2.3.1)
     reasoning_rl_nolang  RL from the cold start: accuracy + summary format (the ablation)
@@ -60,6 +61,8 @@ def get_config(arg: str = ""):
     smoke = arg == "smoke"
     base = stage("pretrain", pretrain=pretrain)
     r1_zero = reads(stage("rl"), "base")
+    r1_zero_language = copy.deepcopy(r1_zero)
+    r1_zero_language.rewards.language = 1.0
 
     cold_start_data = stage("cold_start_data", cold_start=ml_collections.ConfigDict(dict(
         examples=64 if smoke else 2000, seed=1, slip_fraction=0.3)))
@@ -93,10 +96,11 @@ def get_config(arg: str = ""):
     config = copy.deepcopy(world)
     config.job = "pipeline"
     config.stages = ml_collections.ConfigDict({
-        "base": base, "r1_zero": r1_zero, "cold_start_data": cold_start_data,
+        "base": base, "r1_zero": r1_zero, "r1_zero_language": r1_zero_language,
+        "cold_start_data": cold_start_data,
         "cold_start": cold_start, "reasoning_rl_nolang": reasoning_rl_nolang,
         "reasoning_rl": reasoning_rl, "rejection": rejection_stage, "sft": sft_stage,
         "rl_all": rl_all})
-    config.order = ("base", "r1_zero", "cold_start_data", "cold_start", "reasoning_rl_nolang",
-                    "reasoning_rl", "rejection", "sft", "rl_all")
+    config.order = ("base", "r1_zero", "r1_zero_language", "cold_start_data", "cold_start",
+                    "reasoning_rl_nolang", "reasoning_rl", "rejection", "sft", "rl_all")
     return config

@@ -101,8 +101,8 @@ def test_the_toy_pipeline_runs_every_stage_and_tabulates_them(tmp_path):
     assert (tmp_path / "rejection" / "data.jsonl").read_text()
     table = (tmp_path / "results.md").read_text().splitlines()
     assert [row.split(" | ")[0] for row in table[2:]] == [
-        "| base", "| r1_zero", "| cold_start", "| reasoning_rl_nolang", "| reasoning_rl",
-        "| sft", "| rl_all"]
+        "| base", "| r1_zero", "| r1_zero_language", "| cold_start", "| reasoning_rl_nolang",
+        "| reasoning_rl", "| sft", "| rl_all"]
     assert all("-" not in row.split(" | ")[1] for row in table[2:])  # pass@1 of every stage
     before = {p: p.stat().st_mtime for p in tmp_path.rglob("*") if p.is_file()}
     assert stages.job(config, str(tmp_path))  # done: nothing runs again
