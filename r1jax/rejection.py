@@ -323,11 +323,7 @@ def job(config, workdir: str) -> bool:
     filters, sampler = filter_settings(r), rollout_settings(config)
     cfg = policy.model_config(config.model)
     tokenizer, _ = toy.job_tokenizer(config, workdir, cfg)
-    room = cfg.max_position - r.max_new_tokens
-    if config.data.get("sources") and config.data.max_prompt_tokens > room:
-        raise ValueError(f"data.max_prompt_tokens={config.data.max_prompt_tokens} + "
-                         f"rejection.max_new_tokens={r.max_new_tokens} exceed the model's "
-                         f"max_position {cfg.max_position}")
+    prompts.check_room(config, cfg.max_position, "rejection.max_new_tokens")
     examples = prompts.prompt_examples(config, lambda prompt: len(tokenizer.encode(prompt)))
     examples = examples[:r.prompts or None]
     scoped = prompts.source_rewards(config.data)

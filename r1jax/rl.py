@@ -290,11 +290,7 @@ def job(config, workdir: str) -> bool:
     # and their prompts' lengths, the evaluation sets.
     cfg = policy.model_config(config.model)
     tokenizer, tokenizer_source = toy.job_tokenizer(config, workdir, cfg)
-    room = cfg.max_position - config.rl.max_new_tokens
-    if config.data.get("sources") and config.data.max_prompt_tokens > room:
-        raise ValueError(f"data.max_prompt_tokens={config.data.max_prompt_tokens} + "
-                         f"rl.max_new_tokens={config.rl.max_new_tokens} exceed the model's "
-                         f"max_position {cfg.max_position}")
+    prompts.check_room(config, cfg.max_position, "rl.max_new_tokens")
     mesh = mesh_from_config(config.mesh)
     check_batch(config.rl, mesh)
     train_examples = prompts.prompt_examples(config, lambda prompt: len(tokenizer.encode(prompt)))

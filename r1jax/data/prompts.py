@@ -275,6 +275,17 @@ def _check_rewards(sources, configured) -> None:
                              f"in config.rewards ({', '.join(configured)})")
 
 
+def check_room(config, max_position: int, new_tokens: str) -> None:
+    """The longest prompt the sources allow (``data.max_prompt_tokens``) and the new tokens
+    (the config key ``new_tokens``, e.g. "rl.max_new_tokens") fit the model's positions."""
+    section, key = new_tokens.split(".")
+    max_new_tokens = config[section][key]
+    if config.data.get("sources") and config.data.max_prompt_tokens + max_new_tokens > max_position:
+        raise ValueError(f"data.max_prompt_tokens={config.data.max_prompt_tokens} + "
+                         f"{new_tokens}={max_new_tokens} exceed the model's max_position "
+                         f"{max_position}")
+
+
 def prompt_examples(config, prompt_tokens: Callable[[str], int] | None = None) -> list[dict]:
     """The RL job's prompt data, each example once in order (what rejection sampling samples
     from): `config.data.sources` in `config.data.template` ("r1_zero" when unset) when the

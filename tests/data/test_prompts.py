@@ -322,3 +322,14 @@ def test_a_source_language_reaches_its_examples_and_satisfies_the_language_rewar
     examples = prompts.prompt_examples(toy_config(sources=sources))
     rewards.check_fields({"accuracy": 1.0, "language": 1.0}, examples)
     assert [e["lang"] for e in examples] == ["en", "es"]
+
+
+def test_the_longest_prompt_and_the_new_tokens_must_fit_the_models_positions(tmp_path):
+    path = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "p", "answer": "1"}])
+    config = toy_config(sources=[{"path": str(path), "format": "prompt", "reward": "accuracy"}],
+                        max_prompt_tokens=512)
+    config.rl.max_new_tokens = 3072
+    prompts.check_room(config, 512 + 3072, "rl.max_new_tokens")  # exactly full: fits
+    with pytest.raises(ValueError, match=r"data.max_prompt_tokens=512 \+ rl.max_new_tokens=3072 "
+                                         r"exceed the model's max_position 3583"):
+        prompts.check_room(config, 512 + 3072 - 1, "rl.max_new_tokens")
