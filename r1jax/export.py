@@ -16,6 +16,7 @@ export clears its ``.partial``). An ``<out>`` that exists and is not empty is re
 --dtype keeps the run's (its config's model.dtype, else float32).
 """
 
+import functools
 import shutil
 import sys
 import tempfile
@@ -111,28 +112,31 @@ def write_final(config, workdir, cfg, params, tokenizer_source) -> None:
         write(cfg, params, tokenizer_files(tokenizer_source), out)
 
 
-def write(cfg, params, files: dict[str, Path], out) -> None:
+def write(cfg, params, files: dict[str, Path], out, head: str = "lm",
+          pad_id: int | None = None) -> None:
     """``params`` (host arrays) as an HF checkpoint in the directory ``out`` (which must not
     exist or be empty) with the tokenizer ``files`` (`tokenizer_files`), through
     ``<out>.partial``; in cloud storage (gs://), written locally and copied with config.json
-    last (what loaders look for first)."""
+    last (what loaders look for first). ``head`` and ``pad_id`` as `models.save_hf` takes them
+    (a reward model: "score")."""
     out = epath.Path(out)
     _check_out(out)
+    save = functools.partial(models.save_hf, cfg, params, head=head, pad_id=pad_id)
     if not files_lib.is_cloud_path(out):
-        _write_local(cfg, params, files, Path(out))
+        _write_local(save, files, Path(out))
         return
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp) / "hf"
-        _write_local(cfg, params, files, local)
+        _write_local(save, files, local)
         out.mkdir(parents=True, exist_ok=True)
         for file in sorted(local.iterdir(), key=lambda f: f.name == "config.json"):
             (out / file.name).write_bytes(file.read_bytes())
 
 
-def _write_local(cfg, params, files: dict[str, Path], out: Path) -> None:
+def _write_local(save, files: dict[str, Path], out: Path) -> None:
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)  # a killed export's, by its name
-    models.save_hf(cfg, params, str(partial))
+    save(str(partial))
     for name, file in files.items():
         shutil.copyfile(file, partial / name)
     if out.exists():

@@ -125,21 +125,33 @@ def train(config, workdir, cfg, params, batches, mesh) -> loop.RunResult:
     ``shard``)."""
     settings = UpdateSettings.from_config(config)
     params = models.shard_params(cfg, params, mesh)
+    return batch_updates(config, workdir, settings.optimizer, params, batches, mesh, _split_batch,
+                         functools.partial(update, cfg, settings),
+                         lambda microbatches: ("tokens", microbatches[0].size))
+
+
+def batch_updates(config, workdir, optimizer: optim.OptimizerSettings, params, batches, mesh,
+                  split_batch, apply_update, throughput) -> loop.RunResult:
+    """`loop.run` of one update a batch, what next-token training and reward-model training
+    share: each of ``config.steps`` batches cut into microbatches by ``split_batch(batch,
+    config, rows)`` (this process's ``rows`` of ``config.batch_size``), placed over the mesh's
+    data axes, and applied by ``apply_update(params, opt_state, microbatches) -> (params,
+    opt_state, metrics with "skipped")``, which donates them. ``params`` are placed already;
+    ``throughput(microbatches) -> (unit, amount)`` is logged per second."""
     # A copy: the update donates its inputs, and the caller's arrays must survive the run.
     state = {"params": jax.tree.map(jnp.copy, params),
-             "opt_state": optim.init_opt_state(settings.optimizer.make(), params, mesh)}
+             "opt_state": optim.init_opt_state(optimizer.make(), params, mesh)}
     rows = multihost.row_slice(mesh, config.batch_size)  # the batches' rows this process reads
 
     def step_fn(state, step):
         t0 = time.perf_counter()
         microbatches = multihost.put_rows(  # the rows of each microbatch over the data axes
-            mesh, _split_batch(next(batches), config, rows.stop - rows.start), axis=1)
-        params, opt_state, out = update(cfg, settings, state["params"], state["opt_state"],
-                                        microbatches)
+            mesh, split_batch(next(batches), config, rows.stop - rows.start), axis=1)
+        params, opt_state, out = apply_update(state["params"], state["opt_state"], microbatches)
         out = {k: float(v) for k, v in multihost.fetch(out).items()}
         dt = time.perf_counter() - t0
-        out.update({"time/step_s": dt,
-                    "throughput/tokens_per_s": microbatches[0].size / dt})
+        unit, amount = throughput(microbatches)
+        out.update({"time/step_s": dt, f"throughput/{unit}_per_s": amount / dt})
         return loop.StepResult({"params": params, "opt_state": opt_state}, out, int(out["skipped"]))
 
     return loop.run(workdir, loop.LoopSettings.from_config(config), state, batches, step_fn)

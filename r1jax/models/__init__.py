@@ -14,6 +14,7 @@ from r1jax.models.transformer import (
     abstract_params,
     forward,
     forward_cached,
+    hidden_states,
     init,
     init_cache,
     padding_positions,
@@ -22,7 +23,7 @@ from r1jax.models.transformer import (
 
 __all__ = [
     "LAYER_MODES", "CheckpointError", "Llama3RopeScaling", "ModelConfig", "abstract_params",
-    "batch_sharding", "forward", "forward_cached", "get_config", "init", "init_cache",
-    "list_configs", "load_hf", "num_params", "padding_positions", "param_shardings", "save_hf",
-    "shard_params", "token_logprobs",
+    "batch_sharding", "forward", "forward_cached", "get_config", "hidden_states", "init",
+    "init_cache", "list_configs", "load_hf", "num_params", "padding_positions",
+    "param_shardings", "save_hf", "shard_params", "token_logprobs",
 ]

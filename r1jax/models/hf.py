@@ -3,6 +3,13 @@
 Loading reads each tensor through the safetensors library's lazy slices and builds the jax array
 with ``jax.make_array_from_callback``: every device receives only its own shard, cast to the
 requested dtype on the host, so a 7B checkpoint never needs a second host copy of itself.
+
+A checkpoint is the decoder under one of two heads (``head``): "lm", a causal LM (the policy:
+Qwen2ForCausalLM, LlamaForCausalLM), or "score", a one-label sequence classifier (a reward
+model, `r1jax.reward_model`: Qwen2ForSequenceClassification, LlamaForSequenceClassification, which
+transformers builds as the decoder without its LM head plus a bias-free ``score.weight`` [1, D]).
+The params of a "score" checkpoint are the decoder's without ``lm_head`` and with
+``score/kernel`` [D, 1].
 """
 
 import json
@@ -11,6 +18,8 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
@@ -18,7 +27,13 @@ from r1jax.models.configs import Llama3RopeScaling, ModelConfig
 from r1jax.models.sharding import param_shardings
 from r1jax.models.transformer import abstract_params, param_path
 
-_ARCHITECTURES = {"Qwen2ForCausalLM": "qwen2", "LlamaForCausalLM": "llama"}
+_ARCHITECTURES = {  # head -> transformers' class -> family
+    "lm": {"Qwen2ForCausalLM": "qwen2", "LlamaForCausalLM": "llama"},
+    "score": {"Qwen2ForSequenceClassification": "qwen2",
+              "LlamaForSequenceClassification": "llama"},
+}
+_HEAD_KINDS = {"lm": "a causal LM (an LM head, no score head)",
+               "score": "a reward model (a sequence classifier: a score head, no LM head)"}
 _LOADABLE_DTYPES = {"F32", "BF16", "F16"}
 # Tensors some checkpoints carry that the model recomputes or does not use.
 _IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
@@ -43,6 +58,8 @@ def _hf_name(path: str) -> tuple[str, bool]:
         return "model.norm.weight", False
     if path == "lm_head/kernel":
         return "lm_head.weight", True
+    if path == "score/kernel":
+        return "score.weight", True
     _, index, rest = path.split("/", 2)
     name, transposed = _LAYER_TENSORS[rest]
     return f"model.layers.{index}.{name}", transposed
@@ -64,13 +81,26 @@ def _rope_fields(hf: dict, config_path: str) -> tuple[float, Llama3RopeScaling |
         int(rope["original_max_position_embeddings"]))
 
 
-def config_from_hf(hf: dict, config_path: str = "config.json") -> ModelConfig:
-    """A ModelConfig from a transformers config.json dict."""
+def _check_head(head: str) -> None:
+    if head not in _ARCHITECTURES:
+        raise ValueError(f"head {head!r} is not one of {tuple(_ARCHITECTURES)}")
+
+
+def config_from_hf(hf: dict, config_path: str = "config.json", head: str = "lm") -> ModelConfig:
+    """A ModelConfig from a transformers config.json dict of a checkpoint with ``head``; one with
+    the other head is an error that says which it is."""
+    _check_head(head)
     archs = hf.get("architectures") or []
-    family = next((_ARCHITECTURES[a] for a in archs if a in _ARCHITECTURES), None)
+    known = _ARCHITECTURES[head]
+    family = next((known[a] for a in archs if a in known), None)
     if family is None:
+        other = next((h for h, classes in _ARCHITECTURES.items() if h != head
+                      and any(a in classes for a in archs)), None)
+        if other:
+            raise CheckpointError(f"{config_path}: {', '.join(archs)} is {_HEAD_KINDS[other]}, "
+                                  f"not {_HEAD_KINDS[head]}")
         raise CheckpointError(f"{config_path}: unsupported architecture {archs}; supported: "
-                              f"{', '.join(_ARCHITECTURES)}")
+                              f"{', '.join(known)}")
     if hf.get("hidden_act", "silu") != "silu" or hf.get("mlp_bias") or hf.get("use_sliding_window"):
         raise CheckpointError(f"{config_path}: only silu MLPs without bias and full attention "
                               "are supported (hidden_act, mlp_bias, use_sliding_window)")
@@ -97,15 +127,18 @@ def config_from_hf(hf: dict, config_path: str = "config.json") -> ModelConfig:
         raise CheckpointError(f"{config_path}: missing key {e.args[0]!r}") from None
 
 
-def config_to_hf(cfg: ModelConfig, dtype) -> dict:
-    """config.json contents that transformers 4.x and 5.x both read the same way."""
+def config_to_hf(cfg: ModelConfig, dtype, head: str = "lm", pad_id: int | None = None) -> dict:
+    """config.json contents that transformers 4.x and 5.x both read the same way; ``pad_id``
+    is written as pad_token_id when given (a sequence classifier scores a row at its last
+    token that is not pad_token_id, and refuses batches without one)."""
+    _check_head(head)
     rope = {"rope_type": "default", "rope_theta": cfg.rope_theta}
     if cfg.rope_scaling is not None:
         s = cfg.rope_scaling
         rope.update(rope_type="llama3", factor=s.factor, low_freq_factor=s.low_freq_factor,
                     high_freq_factor=s.high_freq_factor,
                     original_max_position_embeddings=s.original_max_position)
-    arch = {"qwen2": "Qwen2ForCausalLM", "llama": "LlamaForCausalLM"}[cfg.family]
+    arch = next(a for a, family in _ARCHITECTURES[head].items() if family == cfg.family)
     out = {
         "architectures": [arch],
         "model_type": cfg.family,
@@ -129,7 +162,19 @@ def config_to_hf(cfg: ModelConfig, dtype) -> dict:
         out.update(attention_bias=cfg.qkv_bias, mlp_bias=False)
     else:
         out.update(use_sliding_window=False)
+    if head == "score":  # num_labels=1, as transformers writes it
+        out.update(id2label={"0": "LABEL_0"}, label2id={"LABEL_0": 0})
+    if pad_id is not None:
+        out["pad_token_id"] = int(pad_id)
     return out
+
+
+def _for_head(tree: dict, head: str, score) -> dict:
+    """A decoder's params-shaped ``tree`` (abstract params, shardings) for ``head``: as it is for
+    "lm"; for "score" without lm_head and with ``score`` as score/kernel."""
+    if head == "lm":
+        return tree
+    return {**{k: v for k, v in tree.items() if k != "lm_head"}, "score": {"kernel": score}}
 
 
 def _open(file: str):
@@ -157,8 +202,9 @@ def _tensor_files(path: str) -> dict[str, str]:
         return dict.fromkeys(f.keys(), single)
 
 
-def load_hf(path: str, dtype=jnp.float32, mesh=None):
-    """(cfg, params) from an HF checkpoint directory, cast to ``dtype``.
+def load_hf(path: str, dtype=jnp.float32, mesh=None, *, head: str = "lm"):
+    """(cfg, params) from an HF checkpoint directory with ``head`` (see the module docstring),
+    cast to ``dtype``.
 
     With a mesh, every parameter is created with its partition-rule sharding; otherwise on the
     default device. Raises CheckpointError naming the file and tensor for an unsupported
@@ -170,21 +216,23 @@ def load_hf(path: str, dtype=jnp.float32, mesh=None):
     if not os.path.exists(config_path):
         raise CheckpointError(f"{path}: no config.json (expected an HF checkpoint directory)")
     with open(config_path) as f:
-        cfg = config_from_hf(json.load(f), config_path)
+        cfg = config_from_hf(json.load(f), config_path, head)
     files = _tensor_files(path)
-    target = abstract_params(cfg, dtype)
+    target = _for_head(abstract_params(cfg, dtype), head,
+                       jax.ShapeDtypeStruct((cfg.d_model, 1), dtype))
     expected_names = {_hf_name(param_path(kp))[0]
                       for kp, _ in jax.tree_util.tree_leaves_with_path(target)}
     unexpected = sorted(n for n in files if n not in expected_names
                         and not n.endswith(_IGNORED_SUFFIXES)
-                        and not (cfg.tie_embeddings and n == "lm_head.weight"))
+                        and not (head == "lm" and cfg.tie_embeddings
+                                 and n == "lm_head.weight"))
     if unexpected:
         raise CheckpointError(f"{path}: tensors this config does not use: {unexpected[:5]}")
     if mesh is None:
         device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
         shardings = jax.tree.map(lambda _: device, target)
-    else:
-        shardings = param_shardings(cfg, mesh, dtype)
+    else:  # the score head is a few numbers per label: replicated
+        shardings = _for_head(param_shardings(cfg, mesh, dtype), head, NamedSharding(mesh, P()))
 
     def load(key_path, leaf, sharding):
         name, transposed = _hf_name(param_path(key_path))
@@ -212,8 +260,11 @@ def load_hf(path: str, dtype=jnp.float32, mesh=None):
     return cfg, jax.tree_util.tree_map_with_path(load, target, shardings)
 
 
-def save_hf(cfg: ModelConfig, params, out_dir: str, max_shard_bytes: int = 4 << 30):
-    """Write config.json and safetensors (sharded with an index past ``max_shard_bytes``)."""
+def save_hf(cfg: ModelConfig, params, out_dir: str, max_shard_bytes: int = 4 << 30, *,
+            head: str = "lm", pad_id: int | None = None):
+    """Write config.json and safetensors (sharded with an index past ``max_shard_bytes``) of
+    ``params``, a checkpoint with ``head`` (see the module docstring; ``pad_id``:
+    `config_to_hf`)."""
     os.makedirs(out_dir, exist_ok=True)
     tensors = {}
     for key_path, value in jax.tree_util.tree_leaves_with_path(params):
@@ -222,7 +273,7 @@ def save_hf(cfg: ModelConfig, params, out_dir: str, max_shard_bytes: int = 4 << 
         tensors[name] = np.ascontiguousarray(array.T if transposed else array)
     dtype = params["embed"]["embedding"].dtype
     with open(os.path.join(out_dir, "config.json"), "w") as f:
-        json.dump(config_to_hf(cfg, dtype), f, indent=2)
+        json.dump(config_to_hf(cfg, dtype, head, pad_id), f, indent=2)
     shards, size = [{}], 0
     for name in sorted(tensors):
         nbytes = tensors[name].nbytes

@@ -5,13 +5,15 @@ numerics of transformers' implementation (norms and softmax in float32, rope in 
 layout), so that HF checkpoints give the same logits.
 
 The NNX modules only hold the parameter tree. Callers use the pure functions at the bottom:
-``init``, ``forward`` and ``forward_cached`` take ``params`` as a plain nested dict of arrays
-(``nnx.split`` state as a pure dict) and merge it into the module inside the traced function.
+``init``, ``forward``, ``hidden_states`` and ``forward_cached`` take ``params`` as a plain nested
+dict of arrays (``nnx.split`` state as a pure dict) and merge it into the module inside the traced
+function.
 
 Shapes: B batch, T query length, S key/cache length, D model width, H query heads, K key/value
 heads, G = H // K heads per kv head, E head dim, F MLP width, V vocabulary.
 """
 
+import dataclasses
 import functools
 
 import jax
@@ -266,6 +268,22 @@ def forward(cfg: ModelConfig, params, tokens_BT, positions_BT=None, attention_ma
     model, hidden_BTD = _hidden_states(cfg, params, tokens_BT, positions_BT, attention_mask_BT,
                                        layers)
     return model.logits(hidden_BTD)
+
+
+@functools.partial(jax.jit, static_argnums=0, static_argnames="layers")
+def hidden_states(cfg: ModelConfig, params, tokens_BT, positions_BT=None, attention_mask_BT=None,
+                  *, layers: str = "loop"):
+    """The final-normed hidden states [B, T, D] (in the params' dtype) of the causal pass that
+    ``forward`` makes, for a head other than the LM head: a reward model's score.
+
+    Masks, positions and ``layers`` are ``forward``'s. The LM head is not read, so ``params`` may
+    lack ``lm_head`` (a reward model's decoder has none): the blocks run in the tied config's
+    module, which differs from the untied one only by that head.
+    """
+    params = {k: v for k, v in params.items() if k != "lm_head"}
+    headless = dataclasses.replace(cfg, tie_embeddings=True)
+    return _hidden_states(headless, params, tokens_BT, positions_BT, attention_mask_BT,
+                          layers)[1]
 
 
 def init_cache(cfg: ModelConfig, batch: int, length: int, dtype=jnp.float32):
