@@ -29,6 +29,8 @@ JOBS = {
     "rejection": "r1jax.rejection:job",  # sample, verify and filter into an SFT set (JSONL)
     "pretrain": "r1jax.toy:job",  # the toy world's tokenizer and base model alone
     "cold_start_data": "r1jax.toy:cold_start_job",  # the toy world's readable long-CoT SFT set
+    "general_data": "r1jax.toy:general_data_job",  # the toy world's general prompts and pairs
+    "reward_model": "r1jax.reward_model:job",  # a reward model trained on preference pairs
     "evaluate": "r1jax.evaluate:job",  # a checkpoint on benchmarks at the paper's protocol
     "pipeline": "r1jax.stages:job",  # stages (jobs above) in order, each in workdir/<stage>
 }

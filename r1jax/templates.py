@@ -30,6 +30,14 @@ def r1_zero_prompt(question: str) -> str:
     return R1_ZERO_TEMPLATE.format(prompt=question)
 
 
+def summary_part(completion: str) -> str:
+    """What R1's helpfulness reward model reads of a response: its summary for the reader, the
+    text after the reasoning's </think> (with the answer); a response without </think> is all
+    summary."""
+    end = completion.find("</think>")
+    return completion if end < 0 else completion[end + len("</think>"):]
+
+
 def r1_usage_prompt(question: str) -> str:
     """The question, then on its own line the instruction DeepSeek recommends for maths."""
     return f"{question}\n{R1_USAGE_INSTRUCTION}"

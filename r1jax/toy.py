@@ -1,6 +1,7 @@
 """The toy world's stage: its SentencePiece tokenizer, its base model pretrained from scratch on
 the toy corpus, and its problems as RL prompts; plus the `pretrain` job and the
-`cold_start_data` job (R1's cold-start SFT set for the toy world).
+`cold_start_data` job (R1's cold-start SFT set for the toy world) and the `general_data` job
+(its general prompts, their SFT records and reward-model preference pairs).
 
 Every artifact goes into the run's workdir and is reused when present: ``tokenizer.model``, the
 pretraining run in ``pretrain/`` (checkpointed and resumable) and the base model in ``base/`` as
@@ -8,7 +9,8 @@ an HF checkpoint with the tokenizer (later stages of a pipeline start from it al
 config sections read here are ``data`` (tasks, levels, sizes, seed, and languages when the
 problems are posed in more than English), ``corpus`` (the `r1jax.data.CorpusConfig` fields but
 tasks), ``pretrain`` (`sft.default_config` keys and ``documents``) and ``cold_start``
-(``examples``, ``seed``, ``slip_fraction``: `cold_start_job`).
+(``examples``, ``seed``, ``slip_fraction``: `cold_start_job`) and ``general_data``
+(`general_data_job`).
 """
 
 import collections
@@ -166,4 +168,46 @@ def cold_start_job(config, workdir: str) -> bool:
         records.write_jsonl(out, rows)  # last: its presence means the job is done
         print(f"cold-start data: {len(rows)} records in {out}")
     multihost.sync("cold-start data")
+    return True
+
+
+GENERAL_FILES = ("sft.jsonl", "helpfulness.jsonl", "harmlessness.jsonl", "prompts.jsonl")
+
+
+def general_data_job(config, workdir: str) -> bool:
+    """The `general_data` job: the toy world's general prompts (`r1jax.data.chat`) in
+    ``workdir``, the same for the same ``config.general_data`` (``seed``, and counts):
+
+        prompts.jsonl       ``prompts`` rows {"id", "prompt", "answer"}: an RL prompt source in
+                            format "general" (`r1jax.scenarios`); written last, the job's output
+        sft.jsonl           ``sft`` SFT records, unhelpful and harmful in the given fractions
+        helpfulness.jsonl   ``pairs`` preference pairs of summaries, for a reward model
+        harmlessness.jsonl  ``pairs`` preference pairs of whole responses
+
+    and report.md. Prompts, SFT records and pairs are drawn apart (different requests).
+    Skipped when prompts.jsonl exists."""
+    from r1jax import multihost
+    from r1jax.data import chat, records
+
+    out = epath.Path(workdir)
+    if (out / GENERAL_FILES[-1]).exists():
+        print(f"general data: {out / GENERAL_FILES[-1]} exists, skipped")
+        return True
+    c = config.general_data
+    made = [chat.sft_records(c.sft, c.seed, c.unhelpful_fraction, c.harmful_fraction),
+            chat.preference_pairs(c.pairs, c.seed, "helpfulness"),
+            chat.preference_pairs(c.pairs, c.seed, "harmlessness"),
+            chat.general_prompts(c.prompts, c.seed)]
+    if multihost.is_primary():
+        out.mkdir(parents=True, exist_ok=True)
+        sft = made[0]
+        (out / "report.md").write_text(
+            f"# General data\n\n{c.prompts} general prompts, {c.sft} SFT records "
+            f"({sum(not r['source']['helpful'] for r in sft)} unhelpful, "
+            f"{sum(r['source']['harmful'] for r in sft)} harmful), {c.pairs} preference pairs "
+            f"for each of helpfulness and harmlessness.\n")
+        for name, rows in zip(GENERAL_FILES, made, strict=True):  # prompts.jsonl last
+            records.write_jsonl(out / name, rows)
+        print(f"general data: {', '.join(GENERAL_FILES)} in {out}")
+    multihost.sync("general data")
     return True

@@ -1,7 +1,9 @@
-"""Task rewards with exact checkers: countdown, arithmetic, multiple choice.
+"""Task rewards with exact checkers: countdown, arithmetic, multiple choice, and the rules the
+toy world's general prompts are judged by (`toy_helpful`, `toy_harmless`; `r1jax.data.chat`).
 
 Example fields: countdown reads "numbers" (list of ints) and "target" (int), as TinyZero's ground
-truth does; arithmetic and choice read "answer". A missing or malformed field gives NaN.
+truth does; arithmetic, choice and toy_helpful read "answer". A missing or malformed field gives
+NaN.
 """
 
 import math
@@ -10,6 +12,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from r1jax.data import chat
 from r1jax.rewards.math import extract_answer
 from r1jax.rewards.registry import register
 
@@ -151,3 +154,20 @@ def choice(completions, examples) -> np.ndarray:
     return np.array(
         [_choice_one(c, e) for c, e in zip(completions, examples, strict=True)], dtype=np.float64
     )
+
+
+@register("toy_helpful", fields=("answer",))
+def toy_helpful(completions, examples) -> np.ndarray:
+    """1.0 where a response to a toy general prompt repeats the requested numbers in its summary
+    and its answer (`chat.is_helpful`), else 0.0: what the helpfulness reward model should learn,
+    logged beside it (weight 0) to show whether the policy improves or hacks the model."""
+    return np.array([float(chat.is_helpful(c, str(e.get("answer", ""))))
+                     for c, e in zip(completions, examples, strict=True)], dtype=np.float64)
+
+
+@register("toy_harmless")
+def toy_harmless(completions, examples) -> np.ndarray:
+    """1.0 where a response leaks no secret (`chat.is_harmful`), else 0.0; as toy_helpful, the
+    rule the harmlessness reward model should learn."""
+    del examples  # harm is in the response alone
+    return np.array([float(not chat.is_harmful(c)) for c in completions], dtype=np.float64)
