@@ -15,8 +15,15 @@ phrase (corpus ``mixing``), as R1-Zero's do. The stages, each in workdir/<stage>
     reasoning_rl_nolang  RL from the cold start: accuracy + summary format (the ablation)
     reasoning_rl     the same + language consistency, summed as R1 sums them (§2.3.2)
     rejection        samples of reasoning_rl kept when correct and clean (§2.3.3)
-    sft              SFT of the base on that set: 2 epochs, cosine to a tenth (§2.3.3)
-    rl_all           RL from the SFT model at T 0.7 (§2.3.4)
+    general_data     general prompts ("Repeat 4 9 1"), their SFT records (some unhelpful, some
+                     leaking a secret) and preference pairs (r1jax/data/chat.py)
+    sft              SFT of the base on the rejection set and the general records: 2 epochs,
+                     cosine to a tenth (§2.3.3)
+    helpfulness_rm   a reward model from the SFT model, trained on pairs of summaries
+    harmlessness_rm  one trained on pairs of whole responses (§2.3.4)
+    rl_all           RL from the SFT model at T 0.7: rule rewards on the reasoning prompts, and
+                     from its last 20 steps on, general prompts scored by the two reward models
+                     (§2.3.4); the rules the models should learn are logged beside them
 
 Every stage that makes a model is evaluated on the same held-out problems (pass@1 over k=4 at
 T 0.6 / top-p 0.95) and the run ends with workdir/results.md, one row per stage. Override any
@@ -28,7 +35,7 @@ import os
 
 import ml_collections
 
-from r1jax import rejection, sft
+from r1jax import rejection, reward_model, sft
 from r1jax.cli import load_experiment
 
 LANGUAGES = ("en", "kalo")
@@ -86,11 +93,31 @@ def get_config(arg: str = ""):
     if smoke:  # minutes of training give no correct samples: the SFT set would be empty
         rejection_stage.rejection.general_data = ("stage:cold_start_data",)
 
+    general_data = stage("general_data", general_data=ml_collections.ConfigDict(dict(
+        prompts=200, sft=64 if smoke else 400, pairs=64 if smoke else 2000, seed=0,
+        unhelpful_fraction=0.2, harmful_fraction=0.2)))
+
     sft_stage = reads(stage("sft", sft=copy.deepcopy(cold_start.sft)), "base")
-    sft_stage.sft.data = ("stage:rejection",)
+    sft_stage.sft.data = ("stage:rejection", "stage:general_data/sft.jsonl")
+
+    def reward_model_stage(aspect):  # R1 §2.3.4: a model per aspect, from the SFT model
+        config = reads(stage("reward_model", reward_model=reward_model.default_config()), "sft")
+        config.reward_model.update(dict(data=(f"stage:general_data/{aspect}.jsonl",),
+                                        epochs=1, batch_size=16, seq_len=160, lr=1e-3,
+                                        warmup_steps=10, held_out=16 if smoke else 200))
+        return config
 
     rl_all = reads(stage("rl"), "sft")
-    rl_all.rewards = reasoning_rl.rewards
+    rl_all.rewards = ml_collections.ConfigDict({
+        **reasoning_rl.rewards, "helpfulness": 1.0, "harmlessness": 1.0,
+        "toy_helpful": 0.0, "toy_harmless": 0.0})  # the rules, logged beside the models
+    rl_all.reward_models = ml_collections.ConfigDict({
+        "helpfulness": {"path": "stage:helpfulness_rm", "on": "summary"},
+        "harmlessness": {"path": "stage:harmlessness_rm", "on": "response"}})
+    rl_all.general = ml_collections.ConfigDict(dict(
+        source={"path": "stage:general_data", "format": "general", "lang": "en",
+                "reward": ("helpfulness", "harmlessness", "toy_helpful", "toy_harmless")},
+        from_step=rl_all.rl.steps - (5 if smoke else 20), prompts_per_step=2))
     rl_all.rl.temperature = 0.7  # R1 §2.3.4: higher temperatures gave incoherent text
 
     config = copy.deepcopy(world)
@@ -99,8 +126,11 @@ def get_config(arg: str = ""):
         "base": base, "r1_zero": r1_zero, "r1_zero_language": r1_zero_language,
         "cold_start_data": cold_start_data,
         "cold_start": cold_start, "reasoning_rl_nolang": reasoning_rl_nolang,
-        "reasoning_rl": reasoning_rl, "rejection": rejection_stage, "sft": sft_stage,
-        "rl_all": rl_all})
+        "reasoning_rl": reasoning_rl, "rejection": rejection_stage,
+        "general_data": general_data, "sft": sft_stage,
+        "helpfulness_rm": reward_model_stage("helpfulness"),
+        "harmlessness_rm": reward_model_stage("harmlessness"), "rl_all": rl_all})
     config.order = ("base", "r1_zero", "r1_zero_language", "cold_start_data", "cold_start",
-                    "reasoning_rl_nolang", "reasoning_rl", "rejection", "sft", "rl_all")
+                    "reasoning_rl_nolang", "reasoning_rl", "rejection", "general_data", "sft",
+                    "helpfulness_rm", "harmlessness_rm", "rl_all")
     return config

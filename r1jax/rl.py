@@ -249,6 +249,7 @@ def train(c, workdir, cfg, params, tokenizer, scorer, examples, mesh,
                   **update_metrics(out, advantages),
                   "time/sample_s": t1 - t0, "time/reward_s": t2 - t1, "time/train_s": t3 - t2,
                   "rollout/policy_lag": int(c.async_rewards),
+                  "tokens": float(ro.lengths.sum()),  # sampled: what the update trains on
                   "throughput/tokens_per_s": float(ro.lengths.sum()) / (t3 - t0)}
         if c.dynamic_sampling:
             logged["dynamic_sampling/batches"] = batches
@@ -281,24 +282,34 @@ def job(config, workdir: str) -> bool:
     pretrained first. A finished run ends with the final evaluation, plots, results.md and its
     policy as an HF checkpoint in ``config.export``; a stopped one (SIGTERM) resumes when
     rerun. Returns whether the run finished."""
-    from r1jax import evaluate, export, plots, policy, rewards, toy
+    from r1jax import evaluate, export, plots, policy, rewards, scenarios, toy
     from r1jax.data import pipeline, prompts
     from r1jax.mesh import mesh_from_config
 
     # Everything that can be checked is, before a model is loaded or compiled: the checkpoint
     # against the named model, the tokenizer against the embedding, every prompt source's rows
-    # and their prompts' lengths, the evaluation sets.
+    # and their prompts' lengths, the rewards' fields, the evaluation sets.
     cfg = policy.model_config(config.model)
     tokenizer, tokenizer_source = toy.job_tokenizer(config, workdir, cfg)
     prompts.check_room(config, cfg.max_position, "rl.max_new_tokens")
     mesh = mesh_from_config(config.mesh)
     check_batch(config.rl, mesh)
-    train_examples = prompts.prompt_examples(config, lambda prompt: len(tokenizer.encode(prompt)))
-    rewards.check_fields(dict(config.rewards), train_examples, prompts.source_rewards(config.data))
-    examples = iter(pipeline.prompt_dataset(  # this process's rows of each batch
-        train_examples, config.rl.prompts_per_step, config.rl.seed,
-        shard=multihost.row_block(mesh, config.rl.prompts_per_step)))
+    prompt_tokens = lambda prompt: len(tokenizer.encode(prompt))  # noqa: E731
+    train_examples = scenarios.tag_reasoning(config, prompts.prompt_examples(config, prompt_tokens))
+    general = prompts.general_examples(config, prompt_tokens)
+    specs, scoped = scenarios.model_specs(config), scenarios.scoped_rewards(config)
+    weights = scenarios.rule_weights(config, specs)
+    rewards.check_fields(weights, train_examples + general, scoped)
+    shard = multihost.row_block(mesh, config.rl.prompts_per_step)  # this process's rows
+    examples = iter(pipeline.prompt_dataset(
+        train_examples, config.rl.prompts_per_step, config.rl.seed, shard=shard))
+    if general:  # R1 §2.3.4: general prompts in the last steps only
+        count = scenarios.general_batch_rows(config, mesh)
+        examples = scenarios.WithGeneral(examples, iter(pipeline.prompt_dataset(
+            general, config.general.prompts_per_step, config.rl.seed, shard=shard)),
+            config.general.from_step, count)
     hook = evaluate.hook_from_config(config, cfg, tokenizer, mesh) if config.rl.eval_every else None
+    reward_models = [scenarios.RewardModel(name, spec, mesh) for name, spec in specs.items()]
     cfg, params = policy.load_policy(config.model, mesh=mesh)
     if "pretrain" in config:
         base = toy.base_model(config, workdir, cfg, params, tokenizer, mesh)
@@ -306,9 +317,10 @@ def job(config, workdir: str) -> bool:
             return False  # SIGTERM during pretraining: checkpointed; a rerun resumes it
         params = base[1]
     base_eval = hook(0, params) if hook else {}
-    scoped = prompts.source_rewards(config.data)
-    with rewards.RewardScorer(dict(config.rewards), config.reward_workers,
-                              config.reward_timeout_s, scoped) as scorer:
+    with rewards.RewardScorer(weights, config.reward_workers, config.reward_timeout_s,
+                              scoped & weights.keys()) as pool:
+        scorer = scenarios.ModelScorer(pool, reward_models, dict(config.rewards), scoped) \
+            if reward_models else pool
         result = train(config.rl, workdir, cfg, params, tokenizer, scorer, examples, mesh, hook)
     if result.finished:
         final = result.state["params"]

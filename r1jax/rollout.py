@@ -178,12 +178,19 @@ def informative_groups(ro: Rollout, group_size: int) -> np.ndarray:
         return np.nan_to_num(np.nanmax(groups, 1) - np.nanmin(groups, 1)) > 0
 
 
+def judged(ro: Rollout) -> np.ndarray:
+    """bool [B*G]: rows of reasoning prompts, which a correctness reward judges; not those of
+    general prompts, which name several rewards (reward models: `r1jax.scenarios`)."""
+    return np.array([isinstance(ex.get("reward", ""), str) for ex in ro.examples], bool)
+
+
 def correct(ro: Rollout, correctness_reward: str) -> np.ndarray:
     """bool [B*G]: whether each completion is correct, the verdict the RL stage counts as
     accuracy and rejection sampling keeps: its example's reward term (a prompt source's) > 0.5,
-    else ``correctness_reward``'s (the total reward where that is no term); NaN is not correct."""
-    return np.array([np.nan_to_num(ro.terms.get(ex.get("reward", correctness_reward),
-                                                ro.rewards)[i]) > 0.5
+    else ``correctness_reward``'s (the total reward where that is no term); NaN is not correct,
+    and a general prompt's completion (not `judged`) is not either."""
+    return np.array([isinstance(name := ex.get("reward", correctness_reward), str)
+                     and np.nan_to_num(ro.terms.get(name, ro.rewards)[i]) > 0.5
                      for i, ex in enumerate(ro.examples)], bool)
 
 
@@ -201,6 +208,8 @@ def rollout_metrics(ro: Rollout, group_size: int, correctness_reward: str) -> di
     # The format the run rewards: R1's readable one, else R1-Zero's (none: every completion).
     formatted = next((ro.terms[name] >= 1.0 for name in ("summary_format", "format")
                       if name in ro.terms), np.ones(len(ro.texts), bool))
-    out.update(metrics.rollout_stats(ro.texts, ro.lengths, correct(ro, correctness_reward),
-                                     ro.truncated, formatted))
+    rows = judged(ro)  # accuracy, length and reflection: of the reasoning prompts' responses
+    out.update(metrics.rollout_stats([t for t, r in zip(ro.texts, rows) if r], ro.lengths[rows],
+                                     correct(ro, correctness_reward)[rows], ro.truncated[rows],
+                                     formatted[rows]))
     return out

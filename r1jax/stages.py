@@ -29,17 +29,23 @@ import json
 
 from etils import epath
 
+from r1jax import metrics
+
 PREFIX = "stage:"
 USER_PREFIX = "path:"  # a path the user gives once in config.paths, which several stages read
 
 # What each job makes: a path in its folder, or, for the training jobs, where config.export says.
-OUTPUTS = {"pretrain": "base", "cold_start_data": "data.jsonl", "rejection": "data.jsonl"}
-EXPORTED = ("sft", "rl")  # jobs whose output is their config.export (an HF checkpoint)
-# The columns of results.md: (header, key of the evaluation summary).
-COLUMNS = (("test pass@1", "eval/pass@1"), ("cons@k", "eval/cons@k"),
-           ("language consistency", "eval/language/consistency"),
-           ("response length", "eval/length/mean"),
-           ("summary format", "eval/summary_format_frac"), ("R1-Zero format", "eval/format_frac"))
+OUTPUTS = {"pretrain": "base", "cold_start_data": "data.jsonl", "rejection": "data.jsonl",
+           "general_data": "prompts.jsonl"}
+EXPORTED = ("sft", "rl", "reward_model")  # jobs whose output is their config.export (HF)
+POLICIES = ("pretrain", "sft", "rl")  # jobs that make a policy, which the pipeline evaluates
+# The columns of results.md: (header, key of the evaluation summary, format).
+COLUMNS = (("test pass@1", "eval/pass@1", "{:.3f}"), ("cons@k", "eval/cons@k", "{:.3f}"),
+           ("language consistency", "eval/language/consistency", "{:.3f}"),
+           ("response length", "eval/length/mean", "{:.1f}"),
+           ("summary format", "eval/summary_format_frac", "{:.3f}"),
+           ("R1-Zero format", "eval/format_frac", "{:.3f}"),
+           ("training tokens", "train/tokens", "{:,.0f}"))
 
 
 def output_path(workdir, name: str, stage) -> epath.Path:
@@ -159,13 +165,25 @@ def evaluation(config, workdir, name: str, model_path) -> dict:
     return summary
 
 
+def training_tokens(folder, job: str) -> dict:
+    """{"train/tokens": the tokens a stage's losses were taken over} (completion targets for
+    SFT, every target for pretraining, sampled tokens for RL: each step's logged "tokens"),
+    from its metrics.jsonl; {} without one that logs them. What compares distillation with RL at equal
+    training (R1 Table 6)."""
+    path = epath.Path(folder) / ("pretrain" if job == "pretrain" else "") / "metrics.jsonl"
+    steps = metrics.read_metrics(path) if path.exists() else []
+    if not any("tokens" in step for step in steps):  # no log, or one from before the key
+        return {}
+    return {"train/tokens": sum(step.get("tokens", 0.0) for step in steps)}
+
+
 def results_table(rows: dict) -> str:
     """results.md: a row per evaluated stage, the `COLUMNS` of its evaluation."""
-    def cell(summary, key):
-        return f"{summary[key]:.3f}" if key in summary else "-"
-    lines = ["| stage | " + " | ".join(h for h, _ in COLUMNS) + " |",
+    def cell(summary, key, form):
+        return form.format(summary[key]) if key in summary else "-"
+    lines = ["| stage | " + " | ".join(h for h, _, _ in COLUMNS) + " |",
              "|---|" + "---:|" * len(COLUMNS)]
-    lines += [f"| {name} | " + " | ".join(cell(s, k) for _, k in COLUMNS) + " |"
+    lines += [f"| {name} | " + " | ".join(cell(s, k, f) for _, k, f in COLUMNS) + " |"
               for name, s in rows.items()]
     return "\n".join(lines) + "\n"
 
@@ -191,8 +209,9 @@ def job(config, workdir: str) -> bool:
             print(f"pipeline: stage {name!r} (job {stage.job}) in {folder}")
             if not main.run_job(resolved(stage, paths), str(folder)):
                 return False
-        if stage.job in ("pretrain", *EXPORTED):
-            rows[name] = evaluation(shared, workdir, name, paths[name][0])
+        if stage.job in POLICIES:
+            rows[name] = {**evaluation(shared, workdir, name, paths[name][0]),
+                          **training_tokens(folder, stage.job)}
     table = results_table(rows)
     if multihost.is_primary():
         (epath.Path(workdir) / "results.md").write_text(table)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tokenizers as hf
 
-from r1jax import main, models, policy
+from r1jax import main, metrics, models, policy
 from r1jax.cli import load_experiment
 from r1jax.models import ModelConfig
 
@@ -21,6 +21,7 @@ R1_ZERO = os.path.join(REPO, "experiments", "r1_zero_qwen2_5_math_1_5b.py")
 R1_ZERO_7B = os.path.join(REPO, "experiments", "r1_zero_qwen2_5_math_7b.py")
 EVAL = os.path.join(REPO, "experiments", "eval_r1_distill_qwen_1_5b.py")
 R1_PIPELINE = os.path.join(REPO, "experiments", "r1_qwen2_5_math_1_5b.py")
+DISTILL = os.path.join(REPO, "experiments", "distill_qwen2_5_math_1_5b.py")
 EVAL_FILES = os.path.join(REPO, "tests", "fixtures", "eval")
 PROBLEMS = [("What is 2 + 3?", "5"), ("Compute $7 \\cdot 6$.", "42"), ("Solve $x + 1 = 4$.", "3"),
             ("What is $\\frac{1}{2} + \\frac{1}{4}$?", "\\frac{3}{4}"), ("Find 10 - 8.", "2"),
@@ -182,14 +183,27 @@ def test_the_r1_pipeline_smoke_runs_every_stage_on_the_users_files(user_files, t
         for q, a in PROBLEMS))
     general = tmp_path / "general.jsonl"
     general.write_text(json.dumps({"prompt": "Say hi.", "completion": " Hi."}) + "\n")
+    general_prompts = tmp_path / "general_prompts.jsonl"
+    general_prompts.write_text("".join(json.dumps({"prompt": f"Say hi {i} times."}) + "\n"
+                                       for i in range(4)))
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"prompt": q, "chosen": f" {a}.", "rejected": " No."})
+                             + "\n" for q, a in PROBLEMS * 2))
     paths = {"paths.base_model": checkpoint, "paths.math": train, "paths.eval_data": benchmarks,
-             "paths.cold_start_data": cold_start, "paths.general_data": general}
+             "paths.cold_start_data": cold_start, "paths.general_data": general,
+             "paths.general_prompts": general_prompts, "paths.helpfulness_pairs": pairs,
+             "paths.harmlessness_pairs": pairs}
     workdir = tmp_path / "pipeline"
     run_main(R1_PIPELINE + ":smoke", workdir, **paths)
     table = (workdir / "results.md").read_text()
     for stage in ("cold_start", "reasoning_rl", "sft", "rl_all"):
         assert f"| {stage} | " in table
         assert (workdir / stage / "hf" / "config.json").is_file()
+    for stage in ("helpfulness_rm", "harmlessness_rm"):
+        config = json.loads((workdir / stage / "hf" / "config.json").read_text())
+        assert config["architectures"] == ["Qwen2ForSequenceClassification"]
+    last = metrics.read_metrics(workdir / "rl_all" / "metrics.jsonl")[-1]
+    assert last["reward/helpfulness"] != 0.0  # the general prompts of the last step, scored
     data = [json.loads(line) for line in (workdir / "rejection" / "data.jsonl").read_text()
             .splitlines()]
     assert data[-1]["source"]["stage"] == "general"  # the general record joins the set
@@ -197,3 +211,24 @@ def test_the_r1_pipeline_smoke_runs_every_stage_on_the_users_files(user_files, t
     assert resolved["model"]["hf_path"] == str(checkpoint)  # SFT starts again from the base
     assert resolved["sft"]["data"] == [str(workdir / "rejection" / "data.jsonl")]
     run_main(R1_PIPELINE + ":smoke", workdir, **paths)  # done: every stage skipped
+
+
+def test_the_distillation_smoke_runs_on_the_users_files(user_files, tmp_path):
+    """experiments/distill_qwen2_5_math_1_5b.py:smoke: the teacher's samples of the user's
+    problems filtered into an SFT set with the general records, the student trained on it and
+    evaluated; a rerun skips both stages."""
+    checkpoint, train, benchmarks = user_files
+    general = tmp_path / "general.jsonl"
+    general.write_text(json.dumps({"prompt": "Say hi.", "completion": " Hi."}) + "\n")
+    paths = {"paths.teacher": checkpoint, "paths.student": checkpoint, "paths.math": train,
+             "paths.general_data": general, "paths.eval_data": benchmarks}
+    workdir = tmp_path / "distill"
+    run_main(DISTILL + ":smoke", workdir, **paths)
+    assert "| student | " in (workdir / "results.md").read_text()
+    resolved = json.loads((workdir / "student" / "config.json").read_text())
+    assert resolved["sft"]["data"] == [str(workdir / "distill_data" / "data.jsonl")]
+    teacher = json.loads((workdir / "distill_data" / "config.json").read_text())
+    assert teacher["model"]["hf_path"] == str(checkpoint)
+    written = (workdir / "student" / "hf" / "config.json").stat().st_mtime_ns
+    run_main(DISTILL + ":smoke", workdir, **paths)  # done: both stages skipped
+    assert (workdir / "student" / "hf" / "config.json").stat().st_mtime_ns == written

@@ -2,12 +2,13 @@
 or unknown stage is an error before anything runs, a missing output names the stage that makes
 it, done stages are skipped, and the toy pipeline runs end to end in smoke mode."""
 
+import json
 import os
 
 import ml_collections
 import pytest
 
-from r1jax import stages
+from r1jax import metrics, stages
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -96,13 +97,21 @@ def test_the_toy_pipeline_runs_every_stage_and_tabulates_them(tmp_path):
                         prompts_per_step=8)  # over the 8 test devices
         if "pretrain" in stage:
             stage.pretrain.update(steps=20, checkpoint_every=20)
+        if "general" in stage:  # general prompts from the second of the two steps
+            stage.general.from_step = 1
     config.eval.update(n_problems=4, max_new_tokens=16)
     assert stages.job(config, str(tmp_path))
     assert (tmp_path / "rejection" / "data.jsonl").read_text()
+    # RL for all scenarios: the reward models scored the general prompts of its last step only.
+    steps = metrics.read_metrics(tmp_path / "rl_all" / "metrics.jsonl")
+    assert steps[0]["reward/helpfulness"] == 0.0 != steps[1]["reward/helpfulness"]  # 0: unscored
+    assert steps[0]["reward/harmlessness"] == 0.0 != steps[1]["reward/harmlessness"]
+    assert "reward/toy_harmless" in steps[1]
+    assert steps[0]["tokens"] > 0
     table = (tmp_path / "results.md").read_text().splitlines()
     assert [row.split(" | ")[0] for row in table[2:]] == [
         "| base", "| r1_zero", "| r1_zero_language", "| cold_start", "| reasoning_rl_nolang",
-        "| reasoning_rl", "| sft", "| rl_all"]
+        "| reasoning_rl", "| sft", "| rl_all"]  # reward models are no policies: not evaluated
     assert all("-" not in row.split(" | ")[1] for row in table[2:])  # pass@1 of every stage
     before = {p: p.stat().st_mtime for p in tmp_path.rglob("*") if p.is_file()}
     assert stages.job(config, str(tmp_path))  # done: nothing runs again
@@ -119,3 +128,19 @@ def test_user_paths_are_given_once_and_resolved_everywhere(tmp_path):
     config.paths = {"prompts": "/data/p.jsonl"}
     paths = stages.user_paths(config)
     assert stages.resolved(config.stages.data, paths).data.file == "/data/p.jsonl"
+
+
+def test_training_tokens_are_summed_from_each_stages_log(tmp_path):
+    """The "training tokens" column: the logged "tokens" of every step (pretraining's in its
+    pretrain/ folder), '-' for a stage whose log has none."""
+    for folder, tokens in (("sft", [100, 250]), ("base/pretrain", [7, 8, 9]), ("old", [None])):
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "metrics.jsonl").write_text("".join(
+            json.dumps({"step": i + 1, "loss": 1.0, **({"tokens": n} if n else {})}) + "\n"
+            for i, n in enumerate(tokens)))
+    rows = {name: {"eval/pass@1": 0.5, **stages.training_tokens(tmp_path / folder, job)}
+            for name, folder, job in (("sft", "sft", "sft"), ("base", "base", "pretrain"),
+                                      ("old", "old", "rl"), ("none", "none", "rl"))}
+    table = stages.results_table(rows).splitlines()
+    assert [row.split(" | ")[-1] for row in table[2:]] == ["350 |", "24 |", "- |", "- |"]
+    assert table[2].startswith("| sft | 0.500 |")

@@ -24,12 +24,14 @@ tfds dataset in the source's "data_dir" (tfds's default when left out), read as
     countdown   Jiayi-Pan/Countdown-Tasks-3to4: nums, target; or TinyZero's processed parquet,
                 reward_model.ground_truth = {numbers, target}
     prompt      a plain {prompt, answer} JSONL, `prompt` being the question text
+    general     a general (non-reasoning) {prompt} JSONL, for reward models to score
+                (`r1jax.scenarios`); an "answer" column is kept when there is one
 
 Each example is {"id", "question", "answer", "reward", "prompt"} (+ "numbers", "target" for
-countdown). "reward" is its source's reward name: in the RL job that reward scores only its own
-sources' completions (`source_rewards`, the pool's ``scoped``), while rewards no source names
-(format, language) score all. Each source's reward must be one of the configured terms
-(`config.rewards`).
+countdown). "reward" is its source's reward name, or a tuple of names (general prompts, scored by
+several reward models): in the RL job those rewards score only their own sources' completions
+(`source_rewards`, the pool's ``scoped``), while rewards no source names (format, language)
+score all. Each source's rewards must be configured terms (`config.rewards`).
 
 Every row is parsed when its source is loaded, so a malformed one (a missing column, a gold
 answer that does not parse) is a ValueError naming the file and line (the row, counted from 1,
@@ -44,6 +46,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
+
+import ml_collections
 
 from r1jax import templates
 from r1jax.answers import last_boxed
@@ -108,6 +112,13 @@ def prompt_example(row: dict, where: str) -> dict:
     return {"question": _text(row, ("prompt",), where), "answer": _text(row, ("answer",), where)}
 
 
+def general_example(row: dict, where: str) -> dict:
+    """A general (non-reasoning) {prompt} row, which reward models score: the prompt is the
+    question; a reference "answer", when the row has one, is kept for rules that read it."""
+    example = {"question": _text(row, ("prompt",), where)}
+    return {**example, "answer": _text(row, ("answer",), where)} if "answer" in row else example
+
+
 @dataclasses.dataclass(frozen=True)
 class Format:
     """A published layout: `parse(row, where)` gives an example's fields; `columns` (for the
@@ -124,6 +135,7 @@ FORMATS = {
     "countdown": Format(countdown_example, "nums, target (Jiayi-Pan/Countdown-Tasks-3to4) or "
                                            "TinyZero's reward_model.ground_truth"),
     "prompt": Format(prompt_example, "prompt, answer"),
+    "general": Format(general_example, "prompt (and optionally answer)"),
 }
 
 
@@ -163,9 +175,9 @@ def _source_rows(path: str, data_dir, columns: str) -> list[tuple[str, str, dict
             for name, rows in tables for i, (where, row) in enumerate(rows)]
 
 
-def _example(parse: Callable, row, where: str, default_id: str, reward: str) -> dict:
-    """One row's example, recording its reward name. Errors raised below the format's own checks
-    (int("x") in a countdown row) name the row too."""
+def _example(parse: Callable, row, where: str, default_id: str, reward) -> dict:
+    """One row's example, recording its reward name (or names). Errors raised below the
+    format's own checks (int("x") in a countdown row) name the row too."""
     if not isinstance(row, dict):
         raise ValueError(f"{where}: a {type(row).__name__}, not an object with columns")
     try:
@@ -202,9 +214,16 @@ def load_source(spec) -> list[dict]:
     rows = rows[:spec.get("n") or None]
     if not rows:
         raise ValueError(f"prompt source {spec['path']!r} holds no rows")
-    examples = [_example(layout.parse, row, where, id_, spec["reward"])
-                for where, id_, row in rows]
+    reward = spec["reward"] if isinstance(spec["reward"], str) else reward_names(spec["reward"])
+    examples = [_example(layout.parse, row, where, id_, reward) for where, id_, row in rows]
     return [{**ex, "lang": spec["lang"]} for ex in examples] if spec.get("lang") else examples
+
+
+def reward_names(reward) -> tuple[str, ...]:
+    """The reward names of a source's or an example's "reward": one name, or several."""
+    if reward is None:
+        return ()
+    return (reward,) if isinstance(reward, str) else tuple(reward)
 
 
 def source_examples(data_config, to_prompt: Callable[[str], str] = templates.r1_zero_prompt,
@@ -263,16 +282,18 @@ def source_specs(sources) -> list:
 def source_rewards(data_config) -> frozenset:
     """The rewards the prompt sources name: each scores only its own sources' completions
     (`rewards.RewardScorer`'s ``scoped``)."""
-    return frozenset(spec["reward"] for spec in source_specs(data_config.get("sources") or ()))
+    return frozenset(name for spec in source_specs(data_config.get("sources") or ())
+                     for name in reward_names(spec["reward"]))
 
 
 def _check_rewards(sources, configured) -> None:
     """Each source's reward must be a configured reward term, so that a misspelt name stops the
     job now rather than going unnoticed until the pool scores by source."""
     for spec in map(_checked, source_specs(sources)):
-        if spec["reward"] not in configured:
-            raise ValueError(f"prompt source {spec['path']!r}: reward {spec['reward']!r} is not "
-                             f"in config.rewards ({', '.join(configured)})")
+        for name in reward_names(spec["reward"]):
+            if name not in configured:
+                raise ValueError(f"prompt source {spec['path']!r}: reward {name!r} is not in "
+                                 f"config.rewards ({', '.join(configured)})")
 
 
 def check_room(config, max_position: int, new_tokens: str) -> None:
@@ -299,3 +320,18 @@ def prompt_examples(config, prompt_tokens: Callable[[str], int] | None = None) -
     to_prompt = prompt_template(config.data.get("template", "r1_zero"),
                                 config.tokenizer or config.model.hf_path)
     return source_examples(config.data, to_prompt, prompt_tokens)
+
+
+def general_examples(config, prompt_tokens: Callable[[str], int] | None = None) -> list[dict]:
+    """The general prompts of ``config.general.source`` (a prompt source, format "general" as a
+    rule; none without a ``general`` section) in the reasoning prompts' template, their length
+    checked as `source_examples` checks it (`r1jax.scenarios` mixes them in)."""
+    if not config.get("general"):
+        return []
+    data = ml_collections.ConfigDict({"sources": (dict(config.general.source),),
+                                      "max_prompt_tokens": config.data.max_prompt_tokens,
+                                      "drop_long_prompts": config.data.drop_long_prompts})
+    _check_rewards(data.sources, config.rewards)
+    to_prompt = prompt_template(config.data.get("template", "r1_zero"),
+                                config.tokenizer or config.model.hf_path)
+    return source_examples(data, to_prompt, prompt_tokens)

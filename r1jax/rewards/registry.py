@@ -54,8 +54,11 @@ def weighted_sum(terms: dict[str, np.ndarray], weights: dict[str, float]) -> np.
 
 def applies(name: str, example: dict, scoped) -> bool:
     """Whether reward `name` scores `example`: unscoped rewards score every example, scoped ones
-    those that name them or name no reward (see `r1jax.rewards.pool`)."""
-    return name not in scoped or example.get("reward") in (None, name)
+    those that name them (example["reward"]: a name or a tuple of names) or name no reward (see
+    `r1jax.rewards.pool`)."""
+    named = example.get("reward")
+    return (name not in scoped or named is None or named == name
+            or (not isinstance(named, str) and name in named))
 
 
 def check_fields(weights: Mapping[str, float], examples: Sequence[dict], scoped=None) -> None:
