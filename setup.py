@@ -25,6 +25,7 @@ setup(
         "lingua-language-detector",
         "tensorboardX",
         "matplotlib",
+        "pandas",  # r1jax.sweep's tables of metrics and evaluations
         "tqdm",
         "jinja2",
         "pyarrow",

@@ -239,13 +239,14 @@ def write_samples(workdir, step, records):
     return str(path)
 
 
-def write_evaluation(workdir, summary: dict) -> None:
-    """A finished training job's final evaluation summary in workdir/evaluation.json (what a
-    pipeline's results table reads; process 0 writes it)."""
+def write_evaluation(workdir, summary: dict, name: str = "evaluation.json") -> None:
+    """A training job's evaluation summary in workdir/``name``: the final one in
+    evaluation.json (what a pipeline's results table reads), the RL job's starting policy's in
+    base_evaluation.json (what a sweep's table reads); process 0 writes it."""
     from r1jax import multihost
 
     if multihost.is_primary():
-        (epath.Path(workdir) / "evaluation.json").write_text(
+        (epath.Path(workdir) / name).write_text(
             json.dumps(summary, indent=2, default=_jsonable))
 
 

@@ -1,4 +1,5 @@
-"""Training curves as small PNGs and the base-vs-final results table of an R1-Zero run.
+"""Training curves as small PNGs and the base-vs-final results table of an R1-Zero run, and
+several runs' curves on shared axes (`compare`, for sweeps: r1jax/sweep.py).
 
 Inputs are the records of metrics.jsonl (r1jax.metrics) and evaluation results as
 r1jax.evaluate reports them ({"pass@1", "cons@k", "k", ...}). Figures are drawn on a bare
@@ -209,3 +210,35 @@ def write_report(workdir, base_eval: dict, final_eval: dict) -> None:
         table = results_table(history, strip)
         (epath.Path(workdir) / "results.md").write_text(table + "\n")
         print(table)
+
+
+def compare(runs, keys, out_path=None) -> Figure:
+    """Several runs on shared axes: a panel per metric key, a line per run (the same colour in
+    every panel), each key's values by step, unsmoothed as `plot_run` draws them (steps without a
+    value, such as eval/ keys between evaluations, are skipped). ``runs``: an
+    `r1jax.sweep.SweepResult` or its ``metrics`` frame (columns variant, step and the metrics).
+    Returns the figure (a notebook shows it) and writes it as a PNG to ``out_path`` when given.
+    A key no run logged is an error naming it."""
+    frame = getattr(runs, "metrics", runs)
+    missing = [key for key in keys if key not in frame or frame[key].isna().all()]
+    if missing:
+        raise ValueError(f"compare: no run logged {', '.join(map(repr, missing))}")
+    columns = min(len(keys), 2)
+    rows = math.ceil(len(keys) / columns)
+    fig = Figure(figsize=(FIGSIZE[0] * columns, FIGSIZE[1] * rows), layout="constrained")
+    names = list(dict.fromkeys(frame["variant"]))
+    for i, key in enumerate(keys):
+        ax = fig.add_subplot(rows, columns, i + 1)
+        ax.set_title(key)
+        ax.set_xlabel("RL step")
+        ax.grid(alpha=0.3)
+        for j, name in enumerate(names):
+            logged = frame[frame["variant"] == name][["step", key]].dropna().sort_values("step")
+            if len(logged):
+                ax.plot(logged["step"], logged[key], label=name, color=f"C{j}", lw=1.3)
+        ax.legend(fontsize=8)
+    if out_path is not None:
+        epath.Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+        with epath.Path(out_path).open("wb") as f:
+            fig.savefig(f, dpi=DPI, format="png")
+    return fig

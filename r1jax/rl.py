@@ -317,6 +317,8 @@ def job(config, workdir: str) -> bool:
             return False  # SIGTERM during pretraining: checkpointed; a rerun resumes it
         params = base[1]
     base_eval = hook(0, params) if hook else {}
+    if base_eval:
+        metrics.write_evaluation(workdir, base_eval, "base_evaluation.json")
     with rewards.RewardScorer(weights, config.reward_workers, config.reward_timeout_s,
                               scoped & weights.keys()) as pool:
         scorer = scenarios.ModelScorer(pool, reward_models, dict(config.rewards), scoped) \
