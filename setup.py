@@ -33,7 +33,8 @@ setup(
     extras_require={
         # jax[tpu] brings libtpu, with which tests compile the RL steps for TPU topologies on
         # this CPU (python -m r1jax.compile_check); the tests themselves run on CPU devices.
-        "test": ["pytest", "hypothesis", "jax[tpu]"],
+        # nbclient, nbformat, ipykernel: tests/test_notebooks.py runs the notebooks on a kernel.
+        "test": ["pytest", "hypothesis", "jax[tpu]", "nbclient", "nbformat", "ipykernel"],
         # transformers (with CPU torch) writes the parity fixtures and runs the live parity tests.
         "hf": ["transformers>=4.45", "torch"],
         # gcsfs: gs:// workdirs through etils.epath (orbax, metrics, plots); google-cloud-storage:

@@ -54,12 +54,18 @@ def _plot_lines(ax, records, lines, **kwargs):
     return drawn
 
 
+def _write_png(fig, path) -> None:
+    """``fig`` as a PNG at ``path``, a local file or an object in cloud storage."""
+    path = epath.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as f:
+        fig.savefig(f, dpi=DPI, format="png")
+
+
 def _save(fig, ax, out_dir, name, paths):
     ax.legend(fontsize=8)
-    path = epath.Path(out_dir) / name
-    with path.open("wb") as f:  # a local file or an object in cloud storage
-        fig.savefig(f, dpi=DPI, format="png")
-    paths.append(str(path))
+    _write_png(fig, epath.Path(out_dir) / name)
+    paths.append(str(epath.Path(out_dir) / name))
 
 
 def plot_run(metrics, eval_metrics, out_dir):
@@ -238,7 +244,25 @@ def compare(runs, keys, out_path=None) -> Figure:
                 ax.plot(logged["step"], logged[key], label=name, color=f"C{j}", lw=1.3)
         ax.legend(fontsize=8)
     if out_path is not None:
-        epath.Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-        with epath.Path(out_path).open("wb") as f:
-            fig.savefig(f, dpi=DPI, format="png")
+        _write_png(fig, out_path)
+    return fig
+
+
+def reflective_words(metrics, out_path=None) -> Figure:
+    """Each reflective word's occurrences per response over training (the R1 paper's figure of
+    word frequencies over steps; "reflect/word/<w>" of `metrics.rollout_stats`), one line per
+    word, from a run's metrics.jsonl records or its path; the PNG at ``out_path`` when given."""
+    records = _records(metrics)
+    fig = Figure(figsize=FIGSIZE, layout="constrained")
+    ax = fig.add_subplot()
+    ax.set(title="Reflective words per response, by word", xlabel="RL step",
+           ylabel="occurrences per response")
+    ax.grid(alpha=0.3)
+    for i, word in enumerate(metrics_lib.REFLECTIVE_WORDS):
+        steps, values = _series(records, f"reflect/word/{word}")
+        if len(steps) and np.nanmax(values) > 0:  # words the run never wrote stay off
+            ax.plot(steps, values, label=word, color=f"C{i}", lw=1.3)
+    ax.legend(fontsize=8, ncol=2)
+    if out_path is not None:
+        _write_png(fig, out_path)
     return fig

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from r1jax import metrics, plots
+from r1jax.metrics import REFLECTIVE_WORDS
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 STEPS = 50  # first/last 10% = 5 steps each
@@ -103,3 +104,14 @@ def test_results_table_text():
 def test_run_summary_needs_base_and_final():
     with pytest.raises(ValueError, match="'base'"):
         plots.run_summary(synthetic_run(), {"final": EVALS[-1]})
+
+
+def test_reflective_words_draws_each_word_the_run_wrote(tmp_path):
+    records = [{"step": s, **{f"reflect/word/{w}": 0.0 for w in REFLECTIVE_WORDS},
+                "reflect/word/wait": 0.1 * s, "reflect/word/check": 0.5} for s in range(1, 6)]
+    fig = plots.reflective_words(records, tmp_path / "words.png")
+    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
+    assert sorted(lines) == ["check", "wait"]  # words never written are left off
+    np.testing.assert_allclose(lines["wait"].get_ydata(), [0.1, 0.2, 0.3, 0.4, 0.5])
+    np.testing.assert_array_equal(lines["check"].get_xdata(), [1, 2, 3, 4, 5])
+    assert (tmp_path / "words.png").read_bytes()[:8] == PNG_MAGIC
