@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from r1jax import main, models, stages, toy
+from r1jax import main, models, scenarios, stages, toy
 from r1jax.data import benchmarks as benchmarks_data
 from r1jax.rewards import registry
 
@@ -35,8 +35,8 @@ def check_config(config):
     assert config.job in main.JOBS
     if config.model.name:  # "" for a checkpoint that is no named model (real configs' smoke)
         models.get_config(config.model.name)
-    for name in config.rewards:
-        registry.get(name)
+    for name in scenarios.rule_weights(config, scenarios.model_specs(config)):
+        registry.get(name)  # the others are reward models' terms, checked by model_specs
     registry.get(config.rl.correctness_reward)
     for benchmark in (config.eval.benchmark, *config.eval.also):
         assert benchmark in benchmarks_data.BENCHMARKS
