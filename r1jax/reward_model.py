@@ -29,7 +29,6 @@ base tokenizers pad with their eos.
     r_B = reward_model.scores(cfg, params, tokens_BT, lengths_B)       # float32 [B]
 """
 
-import dataclasses
 import functools
 import math
 
@@ -133,22 +132,7 @@ def save(cfg: models.ModelConfig, params, out_dir, pad_id: int) -> None:
 # --- The update ------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class UpdateSettings:
-    """What the jitted pair update depends on besides its arrays (a static argument)."""
-
-    optimizer: optim.OptimizerSettings
-    compute_dtype: str  # "float32" or "bfloat16" on float32 master params
-    layers: str  # how the blocks run: loop, remat, scan (models.hidden_states)
-
-    def __post_init__(self):
-        if self.layers not in models.LAYER_MODES:
-            raise ValueError(f"layers {self.layers!r} is not one of {models.LAYER_MODES}")
-
-    @classmethod
-    def from_config(cls, c) -> "UpdateSettings":
-        return cls(optim.OptimizerSettings.from_config(c, c.steps),
-                   optim.compute_dtype(c.compute_dtype), str(c.layers))
+UpdateSettings = sft.UpdateSettings  # the pair update's static settings (logprob_chunk unused)
 
 
 def _correct(margin):
@@ -197,9 +181,6 @@ def _split_batch(batch, config, rows: int):
                          f"asks for batch_size={config.batch_size}, seq_len={config.seq_len} "
                          f"(tokens [B, 2, seq_len], lengths [B, 2]; {rows} of the B pairs from "
                          f"this process)")
-    if rows % config.microbatches:
-        raise ValueError(f"batch_size={config.batch_size} ({rows} pairs from this process) does "
-                         f"not split into microbatches={config.microbatches}")
     return optim.split_microbatches((tokens, lengths), config.microbatches)
 
 

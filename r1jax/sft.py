@@ -55,12 +55,13 @@ def default_config() -> ml_collections.ConfigDict:
 
 @dataclasses.dataclass(frozen=True)
 class UpdateSettings:
-    """What the jitted next-token update depends on besides its arrays (a static argument)."""
+    """What a jitted supervised update (next-token here, pair ranking in `r1jax.reward_model`)
+    depends on besides its arrays (a static argument)."""
 
     optimizer: optim.OptimizerSettings
     compute_dtype: str  # "float32" or "bfloat16" on float32 master params
-    logprob_chunk: int  # 0: dense [B, T, V] logits; else positions per chunk
     layers: str  # how the blocks run: loop, remat, scan (models.token_logprobs)
+    logprob_chunk: int = 0  # next-token log-probs: 0 dense [B, T, V] logits, else per chunk
 
     def __post_init__(self):
         if self.layers not in models.LAYER_MODES:
@@ -68,9 +69,11 @@ class UpdateSettings:
 
     @classmethod
     def from_config(cls, c) -> "UpdateSettings":
+        """From a config section with steps, the optimizer's keys, compute_dtype, layers and,
+        for next-token training, logprob_chunk."""
         return cls(optim.OptimizerSettings.from_config(c, c.steps),
-                   optim.compute_dtype(c.compute_dtype), int(c.logprob_chunk),
-                   str(c.layers))
+                   optim.compute_dtype(c.compute_dtype), str(c.layers),
+                   int(c.get("logprob_chunk", 0)))
 
 
 def nll_terms(cfg, s: UpdateSettings, params, batch) -> LossTerms:
@@ -111,9 +114,6 @@ def _split_batch(batch, config, rows: int):
                          f"{segments.shape}; the config asks for batch_size={config.batch_size}, "
                          f"seq_len={config.seq_len} (tokens and segments [B, seq_len + 1], "
                          f"loss_mask [B, seq_len]; {rows} of the B rows from this process)")
-    if rows % config.microbatches:
-        raise ValueError(f"batch_size={config.batch_size} ({rows} rows from this process) does "
-                         f"not split into microbatches={config.microbatches}")
     return optim.split_microbatches((tokens.astype(np.int32), mask, segments.astype(np.int32)),
                                     config.microbatches)
 
@@ -142,6 +142,9 @@ def batch_updates(config, workdir, optimizer: optim.OptimizerSettings, params, b
     state = {"params": jax.tree.map(jnp.copy, params),
              "opt_state": optim.init_opt_state(optimizer.make(), params, mesh)}
     rows = multihost.row_slice(mesh, config.batch_size)  # the batches' rows this process reads
+    if (rows.stop - rows.start) % config.microbatches:
+        raise ValueError(f"batch_size={config.batch_size} ({rows.stop - rows.start} rows from "
+                         f"this process) does not split into microbatches={config.microbatches}")
 
     def step_fn(state, step):
         t0 = time.perf_counter()

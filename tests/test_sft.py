@@ -233,3 +233,13 @@ def test_epochs_set_the_number_of_steps(tmp_path):
     assert windows >= 2
     steps = len(metrics.read_metrics(tmp_path / "run" / "metrics.jsonl"))
     assert steps == -(-2 * windows // 8)
+
+
+def test_a_batch_that_does_not_split_into_microbatches_is_an_error_before_training(tmp_path):
+    c = config()
+    c.microbatches = 3  # the batch's rows do not split into 3
+    with pytest.raises(ValueError, match=r"\(\d+ rows from this process\) does not split into "
+                                         r"microbatches=3"):
+        sft.train(c, str(tmp_path), CFG, models.init(CFG, jax.random.key(0)), Batches(c),
+                  make_mesh(devices=jax.devices()[:2]))
+    assert not (tmp_path / "checkpoints").exists()
