@@ -136,7 +136,9 @@ def test_adversarial_completions_are_bounded(completion):
         start = time.thread_time()
         answer = rewards.math_verify_answer(completion)
         assert answer is None or isinstance(answer, str)
-        assert time.thread_time() - start < 0.3 + 0.5
+        # The deadline plus slack for the work around it (1.02 s once in a full suite run);
+        # unbounded, nested_parens alone takes over 5 s.
+        assert time.thread_time() - start < 0.3 + 1.5
 
 
 def test_a_huge_power_is_extracted_but_never_evaluated():
