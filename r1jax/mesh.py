@@ -53,3 +53,12 @@ def use_cpu_devices(count: int) -> None:
         raise ValueError(f"--cpu_devices must be at least 1, got {count}")
     jax.config.update("jax_num_cpu_devices", count)
 
+
+
+def check_batch_split(key: str, batch_size: int, microbatches: int, mesh) -> None:
+    """A training job's batch (the config key ``key``) splits into ``microbatches`` over the
+    mesh's data-parallel devices; otherwise an error naming the key, before anything compiles."""
+    size = data_parallel_size(mesh)
+    if batch_size % (size * microbatches):
+        raise ValueError(f"{key}={batch_size} does not split into microbatches={microbatches} x "
+                         f"the mesh's {size} data-parallel devices")

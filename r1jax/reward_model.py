@@ -41,7 +41,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from r1jax import loop, metrics, models, multihost, optim, sft
-from r1jax.mesh import data_parallel_size, make_mesh, mesh_from_config
+from r1jax.mesh import check_batch_split, make_mesh, mesh_from_config
 from r1jax.optim import LossTerms
 
 PAIR_FIELDS = ("prompt", "chosen", "rejected")
@@ -325,10 +325,7 @@ def job(config, workdir: str) -> bool:
           f"{len(held_ids)} held out; {c.steps} steps of {c.batch_size} of the {len(train_ids)} "
           f"training pairs")
     mesh = mesh_from_config(config.mesh)
-    if c.batch_size % (data_parallel_size(mesh) * c.microbatches):
-        raise ValueError(f"reward_model.batch_size={c.batch_size} does not split into "
-                         f"microbatches={c.microbatches} x the mesh's {data_parallel_size(mesh)} "
-                         f"data-parallel devices")
+    check_batch_split("reward_model.batch_size", c.batch_size, c.microbatches, mesh)
     cfg, decoder = policy.load_policy(config.model, mesh=mesh)
     examples = [{"tokens": tokens[i], "lengths": lengths[i]} for i in train_ids]
     batches = iter(pipeline.prompt_dataset(examples, c.batch_size, c.seed,

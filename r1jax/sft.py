@@ -171,7 +171,7 @@ def job(config, workdir: str) -> bool:
     stopped by SIGTERM, checkpointed; rerun to resume)."""
     from r1jax import evaluate, export, policy, toy
     from r1jax.data import pipeline, records
-    from r1jax.mesh import data_parallel_size, mesh_from_config
+    from r1jax.mesh import check_batch_split, mesh_from_config
 
     out = epath.Path(workdir) / config.export
     if config.export and out.exists():
@@ -188,10 +188,7 @@ def job(config, workdir: str) -> bool:
     print(f"sft: {len(data)} records packed into {len(packed[0])} windows of {c.seq_len} "
           f"tokens; {c.steps} steps of {c.batch_size} windows")
     mesh = mesh_from_config(config.mesh)
-    if c.batch_size % (data_parallel_size(mesh) * c.microbatches):
-        raise ValueError(f"sft.batch_size={c.batch_size} does not split into "
-                         f"microbatches={c.microbatches} x the mesh's {data_parallel_size(mesh)} "
-                         f"data-parallel devices")
+    check_batch_split("sft.batch_size", c.batch_size, c.microbatches, mesh)
     hook = evaluate.hook_from_config(config, cfg, tokenizer, mesh)  # reads the problems now
     cfg, params = policy.load_policy(config.model, mesh=mesh)
     batches = iter(pipeline.sft_dataset(packed, c.batch_size, c.seed,

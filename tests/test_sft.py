@@ -243,3 +243,13 @@ def test_a_batch_that_does_not_split_into_microbatches_is_an_error_before_traini
         sft.train(c, str(tmp_path), CFG, models.init(CFG, jax.random.key(0)), Batches(c),
                   make_mesh(devices=jax.devices()[:2]))
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_a_batch_that_does_not_split_over_the_mesh_is_an_error_naming_its_key():
+    from r1jax.mesh import check_batch_split
+
+    mesh = make_mesh(devices=jax.devices()[:2])
+    check_batch_split("sft.batch_size", 8, 2, mesh)  # 8 rows: 2 microbatches x 2 devices
+    with pytest.raises(ValueError, match=r"^sft.batch_size=6 does not split into "
+                                         r"microbatches=2 x the mesh's 2 data-parallel"):
+        check_batch_split("sft.batch_size", 6, 2, mesh)
