@@ -205,3 +205,14 @@ def run(config, variants: Mapping, workdir: str) -> SweepResult:
         metrics=pandas.DataFrame(rows),
         evaluations=pandas.DataFrame(summaries, index=pandas.Index(list(configs), name="variant")),
         workdirs={name: str(workdir / name) for name in configs})
+
+
+def seconds_long(config):
+    """aha_tiny's smoke ``config`` cut to a run of seconds, what the notebooks' SMOKE mode (and
+    so CI) runs: a 100-step base, 4 RL steps of 8 prompts (a batch that splits over 1, 2 or 8
+    devices), 8 test problems. Its numbers check the code, not a question."""
+    config.pretrain.update(steps=100, checkpoint_every=100)
+    config.rl.update(steps=4, prompts_per_step=8, checkpoint_every=2, eval_every=4,
+                     warmup_steps=1)
+    config.eval.update(n_problems=8)
+    return config
