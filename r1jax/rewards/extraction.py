@@ -20,7 +20,9 @@ fallback). The whole completion is searched, reasoning included, as math-verify'
 Time bound: one `DEADLINE_S` per completion with `rewards.math`'s timer (main thread only).
 Some of math-verify's regexes are quadratic (a long run of digits and spaces without an
 operator: 200k characters take minutes), and parsing a deeply nested match is exponential; past
-the deadline the completion has no answer, as lighteval's parse timeout gives none.
+the deadline the completion has no answer, as lighteval's parse timeout gives none. There is no
+bound on length: such a run takes 2 s at 10k characters, so a bound that kept long completions'
+answers would not bound the time; the deadline does.
 """
 
 import functools

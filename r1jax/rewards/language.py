@@ -13,10 +13,20 @@ The detector chooses among `CANDIDATES` plus the target: with all 75 languages l
 that set count as whichever candidate lingua finds closest. Models load on first use, about 2 s
 per process, and then each span costs tens of microseconds per word.
 
+Bounds, and what degenerate text scores. Only the first `MAX_CHARS` characters of a text are
+scored (about 25k tokens of English; lingua takes about a second per 100k characters of prose),
+the rest is ignored. A run of more than `MAX_WORD_LETTERS` letters is no word of any language: it
+counts as one word, never in the target language, and never reaches lingua, whose time grows with
+the square of a word's length (a 100k-letter run took 9 s). A span whose letters are one letter
+four times or more ("zzzz", "t t t t", "我我我我") is no evidence of a language (lingua called a
+run of z English and one of a Spanish): its words count, never in the target language. So a text
+of such runs scores 0, as does a text without words. Repeated words ("the the the") are scored as
+the language they are in: this reward measures language, not quality.
+
 Languages lingua does not know (the toy world's synthetic ones) plug in with `register_language`,
-a per-word identifier; the score is then the share of words it accepts. The toy world's Kalo
-(`r1jax.data.languages`) is registered here, on import, so every process that imports the rewards
-(the pool's workers too) knows it.
+a per-word identifier; the score is then the share of words it accepts, within the same bounds.
+The toy world's Kalo (`r1jax.data.languages`) is registered here, on import, so every process
+that imports the rewards (the pool's workers too) knows it.
 """
 
 import functools
@@ -31,12 +41,16 @@ from r1jax.data.languages import KALO, is_kalo_word
 from r1jax.rewards.registry import register
 
 CANDIDATES = ("en", "zh", "es", "fr", "de", "ru", "ja", "ko", "pt", "it")
+MAX_CHARS = 100_000
+MAX_WORD_LETTERS = 64
 
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af"
 _LATEX_COMMAND = re.compile(r"\\[A-Za-z]+")
 _WORD = re.compile(rf"[{_CJK}]|(?:(?![{_CJK}])[^\W\d_])+")
 _SENTENCE = re.compile(r"[^.!?;:\n。！？；：]+")
 _SCRIPT_RUN = re.compile(rf"[{_CJK}]+|[^{_CJK}]+")
+_MIN_REPEATS = 4  # a letter this often and nothing else is no language ("等等" is Chinese)
+_LONG_RUN = re.compile(rf"(?:(?![{_CJK}])[^\W\d_]){{{MAX_WORD_LETTERS + 1},}}")
 
 _CUSTOM: dict[str, Callable[[str], bool]] = {}
 
@@ -72,27 +86,29 @@ def _detector(target: Language):
     return LanguageDetectorBuilder.from_languages(*languages).build()
 
 
-def _words(text: str) -> list[str]:
-    return _WORD.findall(_LATEX_COMMAND.sub(" ", text))
-
-
-def _lingua_share(text: str, target: Language) -> float:
+def _lingua_counts(text: str, target: Language) -> tuple[int, int]:
+    """(words in spans lingua finds in `target`, words)."""
     detector = _detector(target)
     hits = total = 0
-    for sentence in _SENTENCE.findall(_LATEX_COMMAND.sub(" ", text)):
+    for sentence in _SENTENCE.findall(text):
         for span in _SCRIPT_RUN.findall(sentence):
-            n = len(_WORD.findall(span))
-            if n:
-                total += n
-                hits += n if detector.detect_language_of(span) == target else 0
-    return hits / total if total else 0.0
+            words = _WORD.findall(span)
+            total += len(words)
+            letters = "".join(words).lower()
+            if len(letters) < _MIN_REPEATS or len(set(letters)) > 1:  # not one letter repeated
+                hits += len(words) if detector.detect_language_of(span) == target else 0
+    return hits, total
 
 
 def _share(text: str, lang: str) -> float:
+    text, long_runs = _LONG_RUN.subn("\n", _LATEX_COMMAND.sub(" ", text[:MAX_CHARS]))
     if lang in _CUSTOM:
-        words = _words(text)
-        return sum(map(_CUSTOM[lang], words)) / len(words) if words else 0.0
-    return _lingua_share(text, _lingua_language(lang))
+        words = _WORD.findall(text)
+        hits, total = sum(map(_CUSTOM[lang], words)), len(words)
+    else:
+        hits, total = _lingua_counts(text, _lingua_language(lang))
+    total += long_runs
+    return hits / total if total else 0.0
 
 
 def language_consistency(texts, lang: str) -> np.ndarray:

@@ -11,7 +11,9 @@ reward pool's workers run it; the pool's per-call timeout kills a worker stuck i
 cannot interrupt. Two guards keep the common pathological answers cheap: answers longer than
 `MAX_ANSWER_CHARS` never reach the parser (its ANTLR grammar is superlinear in length and
 exponential in bracket depth), and integer power towers such as 9^{9^{9^9}}, which sympy would
-try to evaluate exactly, are compared as strings only.
+try to evaluate exactly, are compared as strings only. `extract_answer` reads only the last
+`MAX_SEARCH_CHARS` characters of a completion: its brace matching is a Python loop (about a second
+per million braces), and a final answer is at the end.
 
 Speed: parsing costs milliseconds (tens for an interval), so two integers are compared directly
 (math-verify's verdict, tested against it), and parses and verdicts are cached per process: the
@@ -35,6 +37,7 @@ from r1jax.rewards.registry import register
 
 DEADLINE_S = 1.0  # per parse and per verify
 MAX_ANSWER_CHARS = 500  # the longest MATH answers are about 150 characters
+MAX_SEARCH_CHARS = 100_000  # of a completion's end; about 25k tokens of reasoning
 _REARM_S = 0.01  # after a deadline fires, it fires again this often until it is caught
 _MAX_DIGITS = 10_000  # powers whose exact value has more digits are not evaluated
 
@@ -77,7 +80,9 @@ def _time_limit(seconds: float):
 def extract_answer(text: str) -> str | None:
     """The final answer of a completion: the content of the last <answer>...</answer> block (or
     the last \\boxed{...} inside it), else the last \\boxed{...} anywhere; None if there is none.
-    An <answer> block wins over an earlier \\boxed in the reasoning."""
+    An <answer> block wins over an earlier \\boxed in the reasoning. Only the last
+    MAX_SEARCH_CHARS characters are read."""
+    text = text[-MAX_SEARCH_CHARS:]
     close = text.rfind("</answer>")
     if close >= 0:
         open_ = text.rfind("<answer>", 0, close)

@@ -1,9 +1,11 @@
 import math
+import re
 
 import numpy as np
 import pytest
 
 from r1jax import rewards
+from r1jax.rewards import language
 from r1jax.rewards.language import think_part
 
 EN = (
@@ -65,3 +67,38 @@ def test_reward_scores_only_the_reasoning():
     assert rewards.get("language")([completion], [{"lang": "en"}])[0] == 1.0
     assert think_part(f"<think>{EN}<answer>x</answer>") == EN
     assert think_part(f"{ES}</think>") == ES
+
+
+class _Spy:
+    """Stands in for lingua's detector: records the spans it is asked about."""
+
+    def __init__(self):
+        self.spans = []
+
+    def detect_language_of(self, span):
+        self.spans.append(span)
+
+
+def test_lingua_sees_a_bounded_text(monkeypatch):
+    spy = _Spy()
+    monkeypatch.setattr(language, "_detector", lambda target: spy)
+    for text in [EN * 2500, "z" * 300_000, EN + "q" * 300_000 + ES]:  # each ~300k characters
+        spy.spans.clear()
+        rewards.get("language")([f"<think>{text}</think>"], [{"lang": "en"}])
+        assert sum(map(len, spy.spans)) <= language.MAX_CHARS
+        longest_word = max((len(w) for s in spy.spans for w in re.findall(r"[^\W\d_]+", s)),
+                           default=0)
+        assert longest_word <= language.MAX_WORD_LETTERS
+
+
+def test_degenerate_texts():
+    """A run of one letter, or one letter over and over, is in no language; repeated words are
+    in theirs."""
+    for lang, text in [("en", "z" * 100), ("es", "a" * 100), ("en", "t " * 100),
+                       ("en", "Z" * 300_000), ("en", "x" * 65), ("zh", "我" * 100)]:
+        assert rewards.language_consistency([text], lang)[0] == 0.0, (lang, text[:10])
+    assert rewards.language_consistency(["the " * 100], "en")[0] == 1.0
+    assert rewards.language_consistency(["等等，我想一下。"], "zh")[0] == 1.0  # wait, let me think
+    words = len(language._WORD.findall(EN))
+    np.testing.assert_allclose(  # a long run is one word in no language
+        rewards.language_consistency([EN + "z" * 1000], "en"), [words / (words + 1)])
