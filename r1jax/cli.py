@@ -58,6 +58,8 @@ def parse(prog: str, argv: list[str]) -> None:
     except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
         message = str(e).replace("\\n", " ").replace("\n", " ").strip("'\"")
         sys.exit(f"{prog}: bad command line: {message}")
+    except SyntaxError as e:  # in the experiment file --config names
+        sys.exit(f"{prog}: {e.filename}, line {e.lineno}: {e.msg}")
     finally:
         sys.argv = process_argv
     if len(rest) > 1:

@@ -3,7 +3,10 @@
 Overrides go after it as ``--config.rl.lr=1e-6``; a key that the config does not have is an
 error naming it. The config's ``job`` picks what runs (`JOBS`; each returns whether it
 finished); starting again with the same workdir resumes the run, and a run stopped by SIGTERM
-exits with `STOPPED_EXIT`. ``--cpu_devices=N`` splits a CPU-only host into N devices.
+exits with `STOPPED_EXIT`. ``--cpu_devices=N`` splits a CPU-only host into N devices. A
+mistake in the config, the data, a checkpoint or the workdir, and a failed save, exit with
+status 1 and one sentence naming the key or file (`USER_ERRORS`; the traceback is written to
+``workdir/error_traceback.txt``), before anything compiles wherever it can be known then.
 
 A run over several processes (a TPU pod slice: the same command on every host; elsewhere with
 ``--coordinator_address``, ``--num_processes``, ``--process_id``) needs a workdir every process
@@ -13,11 +16,12 @@ sees (``gs://...`` or a shared filesystem); process 0 writes its files (docs/mul
 import importlib
 import json
 import sys
+import traceback
 
 from absl import logging
 from etils import epath
 
-from r1jax import cli, multihost
+from r1jax import cli, config_checks, multihost
 from r1jax.cli import load_experiment  # noqa: F401  (r1jax.main.load_experiment for notebooks)
 
 
@@ -51,18 +55,47 @@ def main(argv: list[str]) -> None:
         sys.exit(f"r1jax.main: the experiment needs {', '.join(unset)}: give "
                  f"{' '.join(f'--{key}=...' for key in unset)}")
     logging.set_verbosity(logging.WARNING)  # orbax logs every save step at INFO
-    if not run_job(config, workdir):
+    try:
+        finished = run_job(config, workdir)
+    except USER_ERRORS as e:
+        sys.exit(f"r1jax.main: {e}{_traceback_note(workdir)}")
+    if not finished:
         print(f"r1jax.main: stopped before the end (SIGTERM); checkpointed in {workdir}, and the "
               f"same command resumes it", file=sys.stderr)
         sys.exit(STOPPED_EXIT)
 
 
+# What the jobs raise for a mistake in the config, the data, a checkpoint or the workdir (each
+# message names the key, file or path), for a failed save and for a run that can only produce
+# non-finite updates: the command says it in one sentence, the traceback goes to a file.
+USER_ERRORS = (ValueError, OSError, FloatingPointError)
+TRACEBACK_FILE = "error_traceback.txt"
+
+
+def _traceback_note(workdir: str) -> str:
+    """Writes the current exception's traceback to ``workdir/TRACEBACK_FILE`` when it can, and
+    says where; a workdir that cannot be written gets none."""
+    try:
+        path = epath.Path(workdir) / TRACEBACK_FILE
+        path.write_text(traceback.format_exc())
+    except OSError:
+        return ""
+    return f" (traceback in {path})"
+
+
 def run_job(config, workdir: str) -> bool:
-    """Writes ``workdir/config.json`` and runs ``config.job``; whether it finished."""
+    """Checks ``config`` (`config_checks`), writes ``workdir/config.json`` and runs
+    ``config.job``; whether it finished."""
+    config_checks.check(config)
     if multihost.is_primary():
-        epath.Path(workdir).mkdir(parents=True, exist_ok=True)
-        (epath.Path(workdir) / "config.json").write_text(
-            json.dumps(config.to_dict(), indent=2, default=str))
+        path = epath.Path(workdir)
+        if path.exists() and not path.is_dir():
+            raise FileExistsError(f"the workdir {workdir} is a file, not a folder")
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            (path / "config.json").write_text(json.dumps(config.to_dict(), indent=2, default=str))
+        except OSError as e:
+            raise OSError(f"cannot write to the workdir {workdir}: {e.strerror or e}") from e
     multihost.sync("workdir")
     module, function = JOBS[config.job].split(":")
     return getattr(importlib.import_module(module), function)(config, workdir)

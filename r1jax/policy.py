@@ -58,11 +58,17 @@ def check_named_model(cfg: models.ModelConfig, name: str, path) -> None:
 
 
 def check_tokenizer(cfg: models.ModelConfig, tokenizer, source) -> None:
-    """Every id the tokenizer can produce needs an embedding row (a model may have more rows
-    than the tokenizer has ids: padded vocabularies; fewer would index past the embedding)."""
+    """Every id the tokenizer can produce, its special ids included, needs an embedding row (a
+    model may have more rows than the tokenizer has ids: padded vocabularies; fewer would index
+    past the embedding)."""
     if tokenizer.vocab_size > cfg.vocab_size:
         raise ValueError(f"the tokenizer {source} has {tokenizer.vocab_size} ids but the model's "
                          f"embedding has {cfg.vocab_size} rows: they are not a pair")
+    for role in ("bos_id", "eos_id", "pad_id"):
+        token_id = getattr(tokenizer, role)
+        if token_id is not None and not 0 <= token_id < cfg.vocab_size:
+            raise ValueError(f"the tokenizer {source}'s {role} {token_id} is outside the "
+                             f"model's {cfg.vocab_size}-row embedding: they are not a pair")
 
 
 def _is_workdir(path: Path) -> bool:

@@ -41,7 +41,11 @@ def tokenizer(config, workdir: str, vocab_size: int) -> tokenizers.Tokenizer:
         lines = data.corpus_documents(config.data.seed, config.data.tokenizer_documents,
                                       corpus_config(config))
         with tempfile.TemporaryDirectory() as tmp:  # sentencepiece writes local files only
-            tokenizers.train_sentencepiece(lines, os.path.join(tmp, "tokenizer"), vocab_size)
+            try:
+                tokenizers.train_sentencepiece(lines, os.path.join(tmp, "tokenizer"), vocab_size)
+            except RuntimeError as e:  # its trainer's only error type: too small a vocabulary
+                raise ValueError(f"config.model.vocab_size={vocab_size} cannot hold the toy "
+                                 f"world's tokenizer: {str(e).split('] ')[-1]}") from e
             for name in ("tokenizer.vocab", "tokenizer.model"):  # the model last: it marks done
                 files.upload(Path(tmp, name), epath.Path(workdir) / name)
     multihost.sync("toy tokenizer")  # the other processes read what process 0 wrote

@@ -48,14 +48,13 @@ from __future__ import annotations
 import csv
 import dataclasses
 import functools
-import json
 import random
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from r1jax.data import tasks
+from r1jax.data import records, tasks
 
 SUFFIXES = (".jsonl", ".parquet", ".csv")
 TFDS = "tfds:"  # the prefix of a `path` that names a tfds dataset
@@ -65,16 +64,10 @@ GPQA_SEED = 0
 
 
 def read_records(path: Path) -> list[dict]:
-    """Rows of a .jsonl, .parquet or .csv file as dicts."""
+    """Rows of a .jsonl, .parquet or .csv file as dicts; a JSONL line that is not an object, or
+    a file that is not UTF-8 text, is a ValueError naming the file (and line)."""
     if path.suffix == ".jsonl":
-        rows = []
-        for number, line in enumerate(path.read_text().splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}, line {number}: not a JSON object ({e})") from e
-        return rows
+        return [row for _, row in records.read_jsonl(path)]
     if path.suffix == ".parquet":
         try:
             import pyarrow.parquet as pq
@@ -82,8 +75,11 @@ def read_records(path: Path) -> list[dict]:
             raise ImportError(f"reading {path} needs pyarrow: pip install pyarrow") from e
         return pq.read_table(path).to_pylist()
     if path.suffix == ".csv":
-        with path.open(newline="", encoding="utf-8") as f:
-            return list(csv.DictReader(f))
+        try:
+            with path.open(newline="", encoding="utf-8") as f:
+                return list(csv.DictReader(f))
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{path}: not UTF-8 text ({e})") from e
     raise ValueError(f"{path}: unknown file type; expected one of {', '.join(SUFFIXES)}")
 
 
@@ -93,6 +89,8 @@ def field(row: dict, names: tuple[str, ...], where: str):
     for name in names:
         if row.get(name) is not None:
             return row[name]
+    if empty := [name for name in names if name in row]:
+        raise ValueError(f"{where}: column {empty[0]!r} is empty (null)")
     raise ValueError(f"{where}: no column {' or '.join(map(repr, names))} in a row with columns "
                      f"{sorted(row)}")
 

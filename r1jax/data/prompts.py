@@ -51,6 +51,7 @@ import ml_collections
 
 from r1jax import templates
 from r1jax.answers import last_boxed
+from r1jax.data import records
 from r1jax.data.benchmarks import (
     SUFFIXES,
     TFDS,
@@ -151,13 +152,11 @@ def _files(path: Path) -> list[Path]:
 
 
 def _file_rows(file: Path) -> list[tuple[str, dict]]:
-    """(where, row) for each row of `file`: the file and the row's line in a .jsonl file
-    (read_records skips blank lines, so a row's index need not be its line), else its row."""
-    rows = read_records(file)
-    if file.suffix != ".jsonl":
-        return [(f"{file}, row {i}", row) for i, row in enumerate(rows, 1)]
-    lines = [n for n, text in enumerate(file.read_text().splitlines(), 1) if text.strip()]
-    return [(f"{file}, line {n}", row) for n, row in zip(lines, rows, strict=True)]
+    """(where, row) for each row of `file`: the file and the row's line in a .jsonl file (blank
+    lines are skipped, so a row's index need not be its line), else its row."""
+    if file.suffix == ".jsonl":
+        return [(f"{file}, line {n}", row) for n, row in records.read_jsonl(file)]
+    return [(f"{file}, row {i}", row) for i, row in enumerate(read_records(file), 1)]
 
 
 def _source_rows(path: str, data_dir, columns: str) -> list[tuple[str, str, dict]]:

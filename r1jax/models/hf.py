@@ -202,13 +202,33 @@ def _tensor_files(path: str) -> dict[str, str]:
         return dict.fromkeys(f.keys(), single)
 
 
+def _check_config_against_tensors(cfg: ModelConfig, files: dict[str, str],
+                                  config_path: str) -> None:
+    """config.json's layer count and embedding size against the tensors the checkpoint holds,
+    read from their names and headers alone: before anything is traced or allocated (a config
+    with far more layers than its files would take minutes to trace, and then fail)."""
+    layers = {int(name.split(".")[2]) for name in files if name.startswith("model.layers.")}
+    if not set(range(cfg.num_layers)) <= layers:  # more are unexpected tensors, named later
+        raise CheckpointError(f"{config_path} says num_hidden_layers={cfg.num_layers}, but the "
+                              f"checkpoint's tensors hold {len(layers)} layer(s)")
+    name = "model.embed_tokens.weight"
+    if name in files:
+        with _open(files[name]) as handle:
+            shape = list(handle.get_slice(name).get_shape())
+        if shape != [cfg.vocab_size, cfg.d_model]:
+            raise CheckpointError(f"{config_path} says vocab_size={cfg.vocab_size} and "
+                                  f"hidden_size={cfg.d_model}, but {files[name]} holds {name} "
+                                  f"of shape {shape}")
+
+
 def load_hf(path: str, dtype=jnp.float32, mesh=None, *, head: str = "lm"):
     """(cfg, params) from an HF checkpoint directory with ``head`` (see the module docstring),
     cast to ``dtype``.
 
     With a mesh, every parameter is created with its partition-rule sharding; otherwise on the
     default device. Raises CheckpointError naming the file and tensor for an unsupported
-    architecture, a missing, misshapen or wrongly typed tensor, or an unexpected one.
+    architecture, a missing, misshapen, wrongly typed or non-finite tensor, an unexpected one,
+    or a config.json that does not describe the tensors (checked before anything is traced).
     Each file is opened per tensor and closed after it, so mapped pages of tensors already
     placed are not held while the rest load.
     """
@@ -218,6 +238,7 @@ def load_hf(path: str, dtype=jnp.float32, mesh=None, *, head: str = "lm"):
     with open(config_path) as f:
         cfg = config_from_hf(json.load(f), config_path, head)
     files = _tensor_files(path)
+    _check_config_against_tensors(cfg, files, config_path)
     target = _for_head(abstract_params(cfg, dtype), head,
                        jax.ShapeDtypeStruct((cfg.d_model, 1), dtype))
     expected_names = {_hf_name(param_path(kp))[0]
@@ -251,9 +272,11 @@ def load_hf(path: str, dtype=jnp.float32, mesh=None, *, head: str = "lm"):
                                       f"expected {list(expected)} for this config")
 
             def shard(index):  # asarray(dtype=) copies only when the dtype changes
-                if transposed:
-                    return np.asarray(lazy[index[::-1]], dtype=leaf.dtype).T
-                return np.asarray(lazy[index], dtype=leaf.dtype)
+                values = (np.asarray(lazy[index[::-1]], dtype=leaf.dtype).T if transposed
+                          else np.asarray(lazy[index], dtype=leaf.dtype))
+                if not np.isfinite(values).all():
+                    raise CheckpointError(f"{file}: tensor {name!r} holds NaN or infinity")
+                return values
 
             return jax.make_array_from_callback(leaf.shape, sharding, shard)
 

@@ -96,7 +96,7 @@ def test_countdown_raw_and_tinyzero_rows_in_the_benchmark_wording(tmp_path):
      "line 3: invalid literal for int"),
     ("countdown", [{"nums": [1, 2], "target": 3}, {"target": 3}],
      "line 3: no column 'nums' or 'numbers'"),
-    ("prompt", [{"prompt": "p", "answer": "1"}, [1, 2]], "line 3: a list, not an object"),
+    ("prompt", [{"prompt": "p", "answer": "1"}, [1, 2]], "line 3: a JSON list, not an object"),
 ])
 def test_a_malformed_row_is_an_error_naming_file_and_line(tmp_path, format_, rows, message):
     path = tmp_path / "source.jsonl"  # a blank first line: the second row is on line 3
@@ -108,7 +108,7 @@ def test_a_malformed_row_is_an_error_naming_file_and_line(tmp_path, format_, row
 def test_json_and_parquet_errors_name_the_line_and_row(tmp_path):
     path = tmp_path / "broken.jsonl"
     path.write_text('{"prompt": "p", "answer": "1"}\n{"prompt": \n')
-    with pytest.raises(ValueError, match=f"^{re.escape(str(path))}, line 2: not a JSON object"):
+    with pytest.raises(ValueError, match=f"^{re.escape(str(path))}, line 2: not JSON"):
         prompts.load_source({"path": path, "format": "prompt", "reward": "accuracy"})
     path = write_parquet(tmp_path / "gsm8k.parquet", [{"question": "q", "answer": "#### 1"}] * 2
                          + [{"question": "q", "answer": "no marker"}])

@@ -242,6 +242,33 @@ def test_error_unexpected_tensor(tmp_path):
     raises_naming(ckpt, name)
 
 
+def test_error_config_with_more_layers_than_tensors_before_tracing(tmp_path):
+    """100,000 layers would take far longer to trace than the test runs: the check must come
+    from the tensors' names, before anything is traced or allocated."""
+    ckpt = copy_fixture(tmp_path)
+    edit_config(ckpt, lambda hf: hf.update(num_hidden_layers=100_000))
+    raises_naming(ckpt, "num_hidden_layers=100000", "2 layer(s)", "config.json")
+
+
+def test_error_config_vocab_size_against_embedding(tmp_path):
+    ckpt = copy_fixture(tmp_path)
+    edit_config(ckpt, lambda hf: hf.update(vocab_size=hf["vocab_size"] * 4))
+    raises_naming(ckpt, "vocab_size=", "model.embed_tokens.weight", "of shape")
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_error_non_finite_tensor(tmp_path, bad):
+    ckpt = copy_fixture(tmp_path)
+    name = "model.layers.1.mlp.down_proj.weight"
+
+    def plant(tensors):
+        tensors[name] = tensors[name].copy()
+        tensors[name][3, 5] = bad
+
+    edit_tensors(ckpt, plant)
+    raises_naming(ckpt, name, "NaN or infinity", "model.safetensors")
+
+
 def test_tied_checkpoint_with_lm_head_copy_loads(tmp_path):
     """Some tied checkpoints also store lm_head.weight (a copy of the embedding); it is ignored."""
     ckpt = copy_fixture(tmp_path, "qwen2_tied")
