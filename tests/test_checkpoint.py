@@ -16,9 +16,12 @@ import pytest
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+
 from r1jax.checkpoint import Checkpointer, CheckpointSaveError, DamagedCheckpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.append(os.path.join(REPO, "tests"))  # --import-mode=importlib adds none
+from faults import flip_four_bytes, largest_file  # noqa: E402
 
 
 class Position:
@@ -132,9 +135,6 @@ def test_a_kill_in_the_middle_of_a_save_leaves_the_previous_step(tmp_path):
     assert Checkpointer(str(tmp_path)).all_steps() == [1, 2]
 
 
-def largest_file(folder) -> str:
-    files = [os.path.join(root, name) for root, _, names in os.walk(folder) for name in names]
-    return max(files, key=os.path.getsize)
 
 
 def truncate_half(path):
@@ -152,13 +152,6 @@ def zero(path):
         f.write(bytes(size))
 
 
-def flip_four_bytes(path):
-    with open(path, "r+b") as f:
-        data = bytearray(f.read())
-        middle = len(data) // 2
-        data[middle:middle + 4] = bytes(b ^ 0xFF for b in data[middle:middle + 4])
-        f.seek(0)
-        f.write(data)
 
 
 def break_json(path):
@@ -232,18 +225,6 @@ def test_restore_params_refuses_a_damaged_step(tmp_path):
     abstract = {"w": jax.ShapeDtypeStruct((64, 64), jnp.float32)}
     with pytest.raises(DamagedCheckpoint, match="step 1 .* is damaged"):
         Checkpointer(str(tmp_path)).restore_params(abstract)
-
-
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 1 MiB tmpfs, where this machine lets the test mount one."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)],
-                      capture_output=True).returncode:
-        pytest.skip("mounting a tmpfs needs root")
-    yield disk
-    subprocess.run(["umount", "-l", str(disk)], check=True)
 
 
 def test_a_save_that_fills_the_disk_is_one_error_and_the_previous_step_resumes(small_disk):

@@ -13,9 +13,12 @@ import sys
 
 import pytest
 
+
 from r1jax import metrics
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.append(os.path.join(REPO, "tests"))  # --import-mode=importlib adds none
+from faults import flip_four_bytes, largest_file  # noqa: E402
 SMOKE = os.path.join(REPO, "experiments", "r1_zero_toy.py") + ":smoke"
 ENV = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "", "PYTHONPATH": REPO}
 
@@ -92,15 +95,6 @@ def test_a_bad_data_file_is_one_sentence_naming_it(tmp_path, content, words):
     assert_one_sentence(result, str(data), *words)
 
 
-def flip_four_bytes_in_largest_file(folder):
-    files = [os.path.join(root, name) for root, _, names in os.walk(folder) for name in names]
-    path = max(files, key=os.path.getsize)
-    with open(path, "r+b") as f:
-        data = bytearray(f.read())
-        middle = len(data) // 2
-        data[middle:middle + 4] = bytes(b ^ 0xFF for b in data[middle:middle + 4])
-        f.seek(0)
-        f.write(data)
 
 
 def test_a_damaged_newest_checkpoint_is_skipped_and_the_run_finishes_from_the_one_before(
@@ -109,7 +103,7 @@ def test_a_damaged_newest_checkpoint_is_skipped_and_the_run_finishes_from_the_on
     skipped every update, wrote no checkpoint and exited 0."""
     first = r1jax_main(tmp_path, "--config.rl.steps=3", "--config.rl.checkpoint_every=2")
     assert first.returncode == 0, first.stdout + first.stderr
-    flip_four_bytes_in_largest_file(tmp_path / "checkpoints" / "3" / "state")
+    flip_four_bytes(largest_file(tmp_path / "checkpoints" / "3" / "state"))
     rerun = r1jax_main(tmp_path, "--config.rl.steps=4", "--config.rl.checkpoint_every=2")
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert "skipping checkpoint step 3" in rerun.stdout and "checksum" in rerun.stdout
@@ -119,18 +113,6 @@ def test_a_damaged_newest_checkpoint_is_skipped_and_the_run_finishes_from_the_on
     assert [m["step"] for m in logged] == [1, 2, 3, 4]
     assert all(m["updates/skipped"] == 0 for m in logged)
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["2", "4"]  # 4 the last, 2 on cadence
-
-
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 1 MiB tmpfs (less than one checkpoint of the smoke model), where mounting is allowed."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)],
-                      capture_output=True).returncode:
-        pytest.skip("mounting a tmpfs needs root")
-    yield disk
-    subprocess.run(["umount", "-l", str(disk)], check=True)
 
 
 def test_a_full_disk_stops_the_run_with_the_cause(small_disk):
