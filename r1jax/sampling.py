@@ -29,6 +29,7 @@ from r1jax.stopping import (StopCondition, advance, history_width, initial_histo
                              padded_table)
 
 MIN_PROMPT_BUCKET = 16
+TOP_P_SLACK = 1e-6  # top-p's tolerance for float32 rounding (`truncation_mask`)
 
 
 class SampleOutput(NamedTuple):
@@ -49,8 +50,15 @@ def prompt_bucket(length: int) -> int:
 def truncation_mask(logits_BV, top_p: float, top_k: int):
     """Which tokens survive top-k then top-p truncation (bool [B, V]); the argmax always does.
 
-    top-p keeps the smallest set of most likely tokens whose probability reaches ``top_p``
-    (ties at the boundary are all kept).
+    top-k keeps the ``top_k`` most likely tokens and every token tied with the k-th. top-p then
+    renormalises what top-k kept and keeps the smallest set of most likely tokens whose
+    probability reaches ``top_p``, and every token tied with the least likely of them.
+
+    The boundary: a set reaches ``top_p`` when its mass is at least ``top_p - TOP_P_SLACK``.
+    float32 probabilities and their running sum carry rounding errors of about 1e-7, so without
+    the slack a ``top_p`` equal to the mass of the n most likely tokens (0.55 for probabilities
+    0.30, 0.25, ...: 0.54999995 in float32) would keep n + 1 of them; with it, it keeps n, as in
+    exact arithmetic. Only a ``top_p`` within TOP_P_SLACK of such a sum is affected.
     """
     keep = jnp.ones(logits_BV.shape, bool)
     if top_k > 0:
@@ -60,15 +68,18 @@ def truncation_mask(logits_BV, top_p: float, top_k: int):
         probs = jax.nn.softmax(jnp.where(keep, logits_BV, -jnp.inf), axis=-1)
         sorted_desc = -jnp.sort(-probs, axis=-1)
         mass_before = jnp.cumsum(sorted_desc, axis=-1) - sorted_desc
-        # The smallest kept probability: the last sorted entry whose preceding mass < top_p.
-        n_kept = jnp.sum(mass_before < top_p, axis=-1, keepdims=True)
+        # The smallest kept probability: the last sorted entry whose preceding mass has not
+        # reached top_p (the most likely entry at least).
+        n_kept = jnp.maximum(
+            jnp.sum(mass_before < top_p - TOP_P_SLACK, axis=-1, keepdims=True), 1)
         threshold = jnp.take_along_axis(sorted_desc, n_kept - 1, axis=-1)
         keep &= probs >= threshold
     return keep
 
 
 def sample_token(logits_BV, rng, temperature: float, top_p: float, top_k: int):
-    """(token [B], its log-prob under softmax(logits / T) before truncation [B]).
+    """(token [B], its log-prob under softmax(logits / T) before truncation [B]); at temperature
+    0 (greedy) the argmax and its log-prob under softmax(logits).
 
     Draws by inverting the cumulative distribution with one uniform number per row, rather than
     Gumbel-argmax with one per vocabulary entry: the same distribution, and on CPU the random

@@ -66,10 +66,11 @@ def test_pass_at_k_special_cases():
     assert evaluate.pass_at_k(64, 5, 1) == pytest.approx(5 / 64)  # pass@1 = c / n
     assert evaluate.pass_at_k(64, 61, 4) == 1.0  # n - c < k
     assert evaluate.pass_at_k(1000, 0, 100) == 0.0
-    assert 0 < evaluate.pass_at_k(10_000, 1, 10) < 1  # no overflow where C(n, k) would
-    with pytest.raises(ValueError):
+    # No overflow where C(n, k) would: one correct sample of n is in a k-subset k/n of the time.
+    assert evaluate.pass_at_k(10_000, 1, 10) == pytest.approx(10 / 10_000, rel=1e-12)
+    with pytest.raises(ValueError, match="got n=4 c=5 k=1"):
         evaluate.pass_at_k(4, 5, 1)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="got n=4 c=1 k=5"):
         evaluate.pass_at_k(4, 1, 5)
 
 
@@ -150,6 +151,63 @@ def test_records_carry_their_problems_language():
     assert record["lang"] == "kalo" and record["pass@1"] == 0.5
     assert evaluate._problem_record({"prompt": "P", "answer": "1"}, ["1"], [1], [False], judge,
                                     rewards.equivalence("arithmetic"), 1)["lang"] is None
+
+
+def scripted_sampler(tokenizer, problems, completions):
+    """A stand-in for `sampling.generate` whose k samples of a prompt are the texts
+    ``completions[i]`` of the problem i whose question the prompt holds; a text without
+    "</answer>" ran out of tokens (truncated)."""
+    def generate(cfg, params, prompts, rng, *, num_samples, max_new_tokens, pad_id, **kwargs):
+        texts = []
+        for prompt in prompts:
+            (i,) = [i for i, p in enumerate(problems) if p["question"] in tokenizer.decode(prompt)]
+            assert len(completions[i]) == num_samples
+            texts += completions[i]
+        ids = [tokenizer.encode(text) for text in texts]
+        lengths = np.array([len(x) for x in ids], np.int32)
+        assert 0 < lengths.min() and lengths.max() <= max_new_tokens
+        tokens = np.full((len(ids), max_new_tokens), pad_id, np.int32)
+        for row, x in zip(tokens, ids):
+            row[:len(x)] = x
+        return sampling.SampleOutput(
+            tokens, np.zeros(tokens.shape, np.float32),
+            np.arange(max_new_tokens) < lengths[:, None], lengths,
+            np.array(["</answer>" not in text for text in texts]))
+    return generate
+
+
+def test_cons_at_k_per_problem_from_hand_worked_answers(monkeypatch, tokenizer, params):
+    problems = [{**p, "prompt": r1_zero_prompt(p["question"])}
+                for p in benchmarks_data.load("toy_arithmetic", n=3)]
+    assert [p["answer"] for p in problems] == ["4", "680", "1309"]
+
+    def answer(x):
+        return f"<think> so </think> <answer> {x} </answer>"
+
+    completions = [
+        [answer(5), answer(4), answer(5), answer(4)],  # a 2-2 tie: the first group, 5, is wrong
+        ["<think> 85 * 8 is", "...", "no answer", "<answer> </answer>"],  # nothing extracted
+        [answer(1309), answer(1308), answer("1,309"), "<think> 984 + 325"],  # 1309 twice wins
+    ]
+    monkeypatch.setattr(sampling, "generate", scripted_sampler(tokenizer, problems, completions))
+    # Two problems per sampler call: the second call holds the third problem and a padding copy.
+    summary, records = evaluate.run(CFG, params, tokenizer, problems, k=4, max_new_tokens=16,
+                                    reward=BENCHMARKS["toy_arithmetic"].reward,
+                                    rng=jax.random.key(0), prompts_per_batch=2, pass_ks=(2,))
+    assert [r["id"] for r in records] == [p["id"] for p in problems]
+    assert [r["completions"] for r in records] == completions  # each problem's own rows
+    assert [r["answers"] for r in records] == [["5", "4", "5", "4"], [None] * 4,
+                                               ["1309", "1308", "1,309", None]]
+    assert [r["correct"] for r in records] == [[False, True, False, True], [False] * 4,
+                                               [True, False, True, False]]
+    assert [(r["cons_answer"], r["cons_correct"]) for r in records] == [
+        ("5", False), (None, False), ("1309", True)]
+    assert [r["truncated"] for r in records] == [[False] * 4, [True, True, True, False],
+                                                 [False, False, False, True]]
+    expected = {"pass@1": 1 / 3, "cons@k": 1 / 3, "pass@k": 2 / 3,
+                "pass@2": (5 / 6 + 0 + 5 / 6) / 3,  # 1 - C(2, 2) / C(4, 2) with 2 of 4 right
+                "answered_frac": 7 / 12, "truncated_frac": 4 / 12}
+    assert {key: summary[key] for key in expected} == pytest.approx(expected)
 
 
 # --- Loaders and judges --------------------------------------------------------------------
@@ -283,12 +341,13 @@ def params():
 
 def test_all_samples_of_a_batch_of_problems_go_to_the_sampler_in_one_call(
         monkeypatch, tokenizer, params):
-    calls = []
+    calls, outputs = [], []
     generate = sampling.generate
 
     def counting_generate(cfg, params, prompts, rng, **kwargs):
         calls.append((len(prompts), kwargs["num_samples"]))
-        return generate(cfg, params, prompts, rng, **kwargs)
+        outputs.append(generate(cfg, params, prompts, rng, **kwargs))
+        return outputs[-1]
 
     monkeypatch.setattr(sampling, "generate", counting_generate)
     # The shapes of the workdir test's command line (8 devices, k=2, 8 tokens): one compilation.
@@ -306,9 +365,13 @@ def test_all_samples_of_a_batch_of_problems_go_to_the_sampler_in_one_call(
     assert [r["id"] for r in records] == [p["id"] for p in problems]
     assert all(len(r["completions"]) == 2 and len(r["lengths"]) == 2 for r in records)
     assert summary["n_problems"] == 10 and summary["k"] == 2
-    truncated = [(t, n) for r in records for t, n in zip(r["truncated"], r["lengths"])]
-    assert all(n == 8 for t, n in truncated if t)
-    assert summary["truncated_frac"] == pytest.approx(np.mean([t for t, _ in truncated]))
+    # Truncated: 8 tokens with neither eos nor "</answer>" among them (the padding rows dropped).
+    tokens, lengths = (np.concatenate([np.asarray(getattr(out, name)) for out in outputs[:2]])
+                       [:10 * 2] for name in ("tokens", "lengths"))
+    expected = [n == 8 and tokenizer.eos_id not in row[:n] and "</answer>" not in
+                tokenizer.decode(row[:n]) for row, n in zip(tokens, lengths)]
+    assert 0 < sum(expected) and [t for r in records for t in r["truncated"]] == expected
+    assert summary["truncated_frac"] == pytest.approx(np.mean(expected))
 
     hook = evaluate.training_hook(CFG, tokenizer, problems, **kwargs)
     metrics = hook(7, params)
@@ -335,8 +398,6 @@ def check_outputs(out, capsys, benchmark, n_problems, k):
     assert REQUIRED_KEYS <= set(summary)
     assert summary["benchmark"] == benchmark
     assert (summary["n_problems"], summary["k"]) == (n_problems, k)
-    assert 0 <= summary["pass@1"] <= summary["pass@k"] <= 1
-    assert 0 <= summary["cons@k"] <= summary["pass@k"]
     records = [json.loads(line) for line in out.with_suffix(".problems.jsonl").open()]
     assert len(records) == n_problems and all(len(r["completions"]) == k for r in records)
     table = capsys.readouterr().out
@@ -344,17 +405,27 @@ def check_outputs(out, capsys, benchmark, n_problems, k):
     return summary
 
 
-def test_cli_on_a_tiny_hf_checkpoint(tmp_path, tokenizer_file, params, capsys):
+def test_cli_on_a_tiny_hf_checkpoint(tmp_path, tokenizer_file, tokenizer, params, capsys,
+                                     monkeypatch):
     checkpoint = tmp_path / "hf"
     models.save_hf(CFG, params, str(checkpoint))
     (checkpoint / "tokenizer.model").write_bytes(tokenizer_file.read_bytes())
     write_chat_config(checkpoint)
+    # Scripted completions, so the scores are known: golds 1/2, 4 and [0, 1).
+    completions = [["so <answer> \\boxed{0.5} </answer>", "<answer> \\boxed{3} </answer>"],
+                   ["<answer> \\boxed{5} </answer>", "no answer"],
+                   ["<answer> \\boxed{[0, 1)} </answer>", "<answer> \\boxed{[0,1)} </answer>"]]
+    monkeypatch.setattr(sampling, "generate", scripted_sampler(
+        tokenizer, benchmarks_data.load("math500", FIXTURES), completions))
     out = tmp_path / "results" / "math500.json"
     summary = evaluate.main([f"--checkpoint={checkpoint}", "--benchmark=math500",
-                             f"--data_dir={FIXTURES}", "--k=2", "--max_new_tokens=8",
+                             f"--data_dir={FIXTURES}", "--k=2", "--max_new_tokens=32",
                              f"--out={out}", "--pass_k=1"])
-    assert summary["template"] == "r1_usage" and summary["max_new_tokens"] == 8
-    check_outputs(out, capsys, "math500", 3, 2)
+    assert summary["template"] == "r1_usage" and summary["max_new_tokens"] == 32
+    assert check_outputs(out, capsys, "math500", 3, 2) == summary
+    # pass@1 (1/2 + 0 + 1) / 3; the 0.5-3 tie goes to 0.5, sampled first: cons@2 2/3.
+    expected = {"pass@1": 0.5, "cons@k": 2 / 3, "pass@k": 2 / 3, "answered_frac": 5 / 6}
+    assert {key: summary[key] for key in expected} == pytest.approx(expected)
 
 
 def make_workdir(workdir, params, tokenizer_file):

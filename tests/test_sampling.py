@@ -53,6 +53,35 @@ def test_logprobs_are_the_full_forward_log_softmax_at_the_sampled_tokens(params,
     assert len({tuple(out.tokens[r].tolist()) for r in range(G)}) > 1
 
 
+def _completion_logprobs(params, out, G, temperature):
+    """Per row: the full forward's log-softmax(logits / T) [N, V] over its completion."""
+    for row in range(len(PROMPTS) * G):
+        prompt, completion = PROMPTS[row // G], out.tokens[row].tolist()
+        logits = full_logits(params, prompt + completion)[len(prompt) - 1:-1]
+        yield row, completion, np.asarray(jax.nn.log_softmax(logits / temperature, axis=-1))
+
+
+def test_greedy_logprobs_are_under_the_untempered_distribution(params):
+    out = sampling.generate(CFG, params, PROMPTS, jax.random.key(1), num_samples=2,
+                            max_new_tokens=N, temperature=0.0)
+    for row, completion, logp in _completion_logprobs(params, out, 2, 1.0):
+        np.testing.assert_allclose(out.logprobs[row], logp[np.arange(N), completion], atol=1e-4)
+
+
+def test_evaluation_settings_draw_from_the_nucleus_and_report_tempered_logprobs(params):
+    """The paper's T 0.6 / top-p 0.95: every token lies in the nucleus of the full forward's
+    tempered distribution (0.95 + 1e-4: the cached pass differs by float noise), and its
+    log-prob is the tempered, untruncated one."""
+    out = sampling.generate(CFG, params, PROMPTS, jax.random.key(2), num_samples=3,
+                            max_new_tokens=N, temperature=0.6, top_p=0.95)
+    outside = 0
+    for row, completion, logp in _completion_logprobs(params, out, 3, 0.6):
+        np.testing.assert_allclose(out.logprobs[row], logp[np.arange(N), completion], atol=1e-4)
+        outside += sum(tok not in _kept(np.exp(logp[t].astype(np.float64)), 0.95 + 1e-4, 0)
+                       for t, tok in enumerate(completion))
+    assert outside == 0
+
+
 def test_top_k_one_is_greedy(params):
     kwargs = dict(num_samples=2, max_new_tokens=N)
     greedy = sampling.generate(CFG, params, PROMPTS, jax.random.key(3), temperature=0.0, **kwargs)
@@ -60,27 +89,67 @@ def test_top_k_one_is_greedy(params):
     np.testing.assert_array_equal(top1.tokens, greedy.tokens)
 
 
-def _nucleus(probs, top_p):
-    """Numpy reference: the smallest set of most likely tokens with mass >= top_p."""
-    order = np.argsort(-probs, kind="stable")
-    mass = np.cumsum(probs[order])
-    return set(order[: int(np.searchsorted(mass, top_p - 1e-7)) + 1].tolist())
+PROBS = np.array([0.30, 0.25, 0.15, 0.12, 0.08, 0.05, 0.03, 0.02])  # cumulative: 0.30, 0.55, ...
 
 
-@pytest.mark.parametrize("top_p", [0.5, 0.8, 0.93])  # away from the cumulative sums
-def test_top_p_never_leaves_the_nucleus_and_keeps_its_proportions(top_p):
-    probs = np.array([0.30, 0.25, 0.15, 0.12, 0.08, 0.05, 0.03, 0.02])
-    logits = jnp.log(jnp.asarray(np.tile(probs, (4096, 1)), jnp.float32))
-    nucleus = _nucleus(probs, top_p)
+def _kept(probs, top_p, top_k):
+    """float64 reference, exact for these decimal probabilities: the top_k most likely (and ties
+    with the k-th), then, renormalised, the fewest most likely of those whose mass reaches top_p
+    (and ties with the least likely of them)."""
+    if top_k:
+        probs = np.where(probs >= np.sort(probs)[-top_k], probs, 0.0)
+    probs = probs / probs.sum()
+    by_mass = np.sort(probs)[::-1]
+    n = int(np.argmax(np.cumsum(by_mass) >= top_p - 1e-12)) + 1
+    return set(np.flatnonzero(probs >= by_mass[n - 1]).tolist())
+
+
+@pytest.mark.parametrize("temperature, top_p, top_k, n_kept", [
+    (1.0, 0.5, 0, 2), (1.0, 0.8, 0, 4), (1.0, 0.93, 0, 6),
+    (1.0, 0.55, 0, 2),  # exactly the mass of two tokens (0.54999995 in float32)
+    (0.6, 0.95, 0, 5),  # evaluation's settings: p^(1/0.6) renormalised, cumulative 0.41, 0.71,
+                        # 0.83, 0.92, 0.97
+    (1.0, 1.0, 3, 3),
+    (0.6, 0.9, 4, 3),  # top-p of the renormalised top 4 (0.44, 0.77, 0.90); of all 8 it keeps 4
+])
+def test_truncated_draws_stay_in_the_kept_set_in_its_proportions(temperature, top_p, top_k,
+                                                                  n_kept):
+    tempered = PROBS ** (1 / temperature) / np.sum(PROBS ** (1 / temperature))
+    kept = _kept(tempered, top_p, top_k)
+    assert len(kept) == n_kept
+    logits = jnp.log(jnp.asarray(np.tile(PROBS, (4096, 1)), jnp.float32))
     draw = jax.jit(sampling.sample_token, static_argnums=(2, 3, 4))
-    tokens, logprobs = draw(logits, jax.random.key(4), 1.0, top_p, 0)
-    counts = np.bincount(np.asarray(tokens), minlength=len(probs))
-    assert set(np.flatnonzero(counts).tolist()) == nucleus
-    kept = sorted(nucleus)
-    expected = probs[kept] / probs[kept].sum() * len(tokens)
+    tokens, logprobs = draw(logits, jax.random.key(4), temperature, top_p, top_k)
+    counts = np.bincount(np.asarray(tokens), minlength=len(PROBS))
+    assert set(np.flatnonzero(counts).tolist()) == kept
+    kept = sorted(kept)
+    expected = tempered[kept] / tempered[kept].sum() * len(tokens)
     assert np.all(np.abs(counts[kept] - expected) < 5 * np.sqrt(expected) + 1)
-    # Reported logprobs are of the untruncated distribution.
-    np.testing.assert_allclose(logprobs, np.log(probs)[np.asarray(tokens)], atol=1e-5)
+    # Reported logprobs are of the tempered, untruncated distribution.
+    np.testing.assert_allclose(logprobs, np.log(tempered)[np.asarray(tokens)], atol=1e-5)
+
+
+def _mask(probs, top_p, top_k):
+    logits = jnp.log(jnp.asarray([probs], jnp.float32))
+    return set(np.flatnonzero(sampling.truncation_mask(logits, top_p, top_k)[0]).tolist())
+
+
+@pytest.mark.parametrize("n", range(1, 8))
+def test_top_p_equal_to_the_mass_of_n_tokens_keeps_those_n(n):
+    top_p = float(f"{PROBS[:n].sum():.2f}")  # 0.3, 0.55, 0.7, 0.82, 0.9, 0.95, 0.98
+    assert _mask(PROBS, top_p, 0) == set(range(n))
+
+
+def test_top_p_below_the_largest_probability_keeps_only_the_argmax():
+    assert _mask(PROBS, 1e-7, 0) == _mask(PROBS, 0.3, 0) == {0}
+
+
+def test_ties_at_the_top_p_and_top_k_boundaries_are_all_kept():
+    tied = [0.4, 0.2, 0.2, 0.1, 0.1]
+    assert _mask(tied, 0.5, 0) == _mask(tied, 0.6, 0) == {0, 1, 2}
+    assert _mask(tied, 1.0, 2) == {0, 1, 2}
+    assert _mask(tied, 1.0, 4) == {0, 1, 2, 3, 4}
+    assert _mask(tied, 1.0, 1) == {0}
 
 
 def test_stop_tokens_give_lengths_masks_and_padding(params):
@@ -121,16 +190,15 @@ def test_same_rng_same_output_and_another_rng_differs(params):
 
 
 def test_prompt_lengths_are_bucketed_so_compilations_stay_bounded(params):
-    before = sampling._generate._cache_size()
+    # The jitted sampler compiles once per input shape: 13 prompt lengths, 3 padded widths.
     rng = np.random.default_rng(0)
-    lengths = range(1, 40, 3)
-    for n in lengths:
+    widths = {}
+    for n in range(1, 40, 3):
         prompts = [rng.integers(1, 250, size=n).tolist(), [1]]
-        sampling.generate(CFG, params, prompts, jax.random.key(8), num_samples=2,
-                          max_new_tokens=4, temperature=0.0)
-    buckets = {sampling.prompt_bucket(n) for n in lengths}
-    assert buckets == {16, 32, 64}
-    assert sampling._generate._cache_size() - before == len(buckets)
+        out = sampling.generate(CFG, params, prompts, jax.random.key(8), num_samples=2,
+                                max_new_tokens=4, temperature=0.0)
+        widths[n] = out.prompts.shape[1]
+    assert widths == {n: 16 if n <= 16 else 32 if n <= 32 else 64 for n in range(1, 40, 3)}
 
 
 def test_sharded_sampling_equals_single_device(params):

@@ -43,7 +43,8 @@ def model(request):
     cfg = models.get_config("tiny") if request.param == "qwen2" else TINY_LLAMA
     params = models.init(cfg, jax.random.key(0))
     # Non-trivial biases and norms, so that their handling is exercised.
-    params = jax.tree.map(lambda x: x + 0.05 * jax.random.normal(jax.random.key(1), x.shape), params)
+    params = jax.tree.map(lambda x: x + 0.05 * jax.random.normal(jax.random.key(1), x.shape),
+                          params)
     return cfg, params
 
 
@@ -133,7 +134,11 @@ def test_bf16_params_give_float32_logits_close_to_fp32(model):
     fp32 = models.forward(cfg, params, tokens)
     bf16 = models.forward(cfg, jax.tree.map(lambda x: x.astype(jnp.bfloat16), params), tokens)
     assert bf16.dtype == jnp.float32
-    np.testing.assert_allclose(bf16, fp32, atol=0.05)
+    # bf16 keeps 8 significant bits. Measured max |bf16 - fp32| over both families x 4 inits x
+    # 2 token sequences: 0.012-0.021 (here 0.014 qwen2, 0.016 llama; logits std ~0.45), RMS
+    # 0.0032-0.0048. Dropping the q bias in bf16 alone moves qwen2's by 0.040 (RMS 0.0094).
+    error = np.abs(np.asarray(bf16) - np.asarray(fp32))
+    assert error.max() < 0.03 and np.sqrt(np.mean(error**2)) < 0.006, error.max()
 
 
 @pytest.mark.parametrize("tie", [True, False])

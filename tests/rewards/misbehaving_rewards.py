@@ -6,11 +6,16 @@ import time
 
 import numpy as np
 
+from r1jax.rewards import pool
+
 
 def misbehaving(completions, examples):
-    """len(completion), unless a completion says RAISE, HANG, DIE or SHAPE."""
+    """len(completion), unless a completion says RAISE, HANG, DIE, SHAPE or HOG (asks for as
+    much memory as a reward worker may hold in all)."""
     del examples
     text = "".join(completions)
+    if "HOG" in text:
+        np.empty(pool.WORKER_MEMORY_BYTES, np.uint8)  # untouched pages: fits when uncapped
     if "RAISE" in text:
         raise RuntimeError("asked to raise")
     if "HANG" in text:

@@ -1,4 +1,4 @@
-import time
+import timeit
 
 import numpy as np
 import pytest
@@ -58,14 +58,27 @@ PIECES = ["<think>", "</think>", "<answer>", "</answer>", "x", " ", "\n", "<", "
 )
 @example(text="<think>" * 50_000)
 @example(text="<think>" + "x" * 100_000 + "</think><answer>1</answer>")
-def test_never_raises_and_is_fast(text):
-    start = time.monotonic()
+def test_never_raises_and_full_credit_means_the_exact_shape(text):
     value = rewards.format_reward([text])[0]
     assert value in (0.0, 1.0)
-    assert time.monotonic() - start < 0.1
     if value == 1.0:  # full credit implies the exact shape
         assert all(text.count(tag) == 1 for tag in ("<think>", "</think>", "<answer>", "</answer>"))
         assert text.strip().startswith("<think>") and text.strip().endswith("</answer>")
+
+
+def _fastest_s(fn):
+    return min(timeit.repeat(fn, number=1, repeat=5))  # the least disturbed by other load
+
+
+@pytest.mark.parametrize("text", [
+    "<think>" * 5_000 + "</answer>",  # every search for a block's end starts over: quadratic
+    "<think>" + "x" * 100_000 + "</think><answer>1</answer>",  # every check runs to the end
+], ids=["repeated_tag", "long_reasoning"])
+def test_time_is_a_few_passes_over_the_text(text):
+    # The checks are a fixed number of str.count / find / strip passes (the module docstring);
+    # 20 passes is far more, and far less than a quadratic search of these texts.
+    one_pass = _fastest_s(lambda: text.count("<"))
+    assert _fastest_s(lambda: rewards.format_reward([text])) < 20 * one_pass
 
 
 # --- R1's readable format: a summary between </think> and <answer> ---------------------------

@@ -1,5 +1,6 @@
 import math
 import os
+import signal
 import sys
 import time
 
@@ -16,6 +17,15 @@ rewards.register_language("x-toy", frozenset({"blorp", "zanti", "quix"}).__conta
 
 TIMEOUT_S = 2.0
 GOOD = "<think>ok</think> <answer>\\boxed{1,000}</answer>"
+# Non-zero under every reward, each a different value: accuracy 1, format 1, test_misbehaving
+# its length, language 2/3 (two of its three words are x-toy's). A call that starts at the wrong
+# reward after a failure shows.
+SCORED = "<think>blorp zanti ok</think> <answer>\\boxed{1,000}</answer>"
+
+
+def marked(marker):
+    """SCORED asking test_misbehaving to misbehave, its other rewards unchanged."""
+    return SCORED.replace("</answer>", f" {marker}</answer>")
 
 
 @pytest.fixture(scope="module")
@@ -66,34 +76,71 @@ def test_unscorable_gold_gives_nan_total(scorer):
     assert stats["reward/accuracy_unscorable"] == 1
 
 
-@pytest.mark.parametrize("marker", ["RAISE", "DIE", "SHAPE"])
+def check_other_rewards(terms):
+    """Every reward but test_misbehaving scored every completion, the failing one too."""
+    np.testing.assert_array_equal(terms["accuracy"], 1.0)
+    np.testing.assert_array_equal(terms["format"], 1.0)
+    np.testing.assert_allclose(terms["language"], 2 / 3)
+
+
+# HOG asks for the worker's whole memory cap: refused there, a MemoryError like a sympy blowup's.
+@pytest.mark.parametrize("marker", ["RAISE", "DIE", "SHAPE", "HOG"])
 def test_a_failing_call_scores_zero_and_is_counted(scorer, marker):
-    completions = [GOOD] * 9 + [GOOD + marker] + [GOOD] * 9
+    completions = [SCORED] * 9 + [marked(marker)] + [SCORED] * 9
     _, terms, stats = scorer.score(completions, _examples(19))
     assert terms["test_misbehaving"][9] == 0.0
-    np.testing.assert_array_equal(np.delete(terms["test_misbehaving"], 9), len(GOOD))
-    np.testing.assert_array_equal(terms["accuracy"], 1.0)  # other rewards of that completion too
+    np.testing.assert_array_equal(np.delete(terms["test_misbehaving"], 9), len(SCORED))
+    check_other_rewards(terms)
     assert stats["reward/test_misbehaving_errors"] == 1
     assert stats["reward/test_misbehaving_timeouts"] == 0
 
 
 def test_a_hung_call_times_out_and_the_pool_survives(scorer):
-    completions = [GOOD] * 20 + [GOOD + "HANG"] + [GOOD] * 20
+    completions = [SCORED] * 20 + [marked("HANG")] + [SCORED] * 20
     start = time.monotonic()
     _, terms, stats = scorer.score(completions, _examples(41))
     assert time.monotonic() - start < TIMEOUT_S + 5
     assert terms["test_misbehaving"][20] == 0.0
-    np.testing.assert_array_equal(np.delete(terms["test_misbehaving"], 20), len(GOOD))
-    np.testing.assert_array_equal(terms["accuracy"], 1.0)
+    np.testing.assert_array_equal(np.delete(terms["test_misbehaving"], 20), len(SCORED))
+    check_other_rewards(terms)
     assert stats["reward/test_misbehaving_timeouts"] == 1
     assert stats["reward/test_misbehaving_errors"] == 0
     assert stats["reward/test_misbehaving_slowest_s"] >= TIMEOUT_S
 
     start = time.monotonic()
     _, terms, stats = scorer.score([GOOD] * 64, _examples(64))
-    assert time.monotonic() - start < 1.0
+    assert time.monotonic() - start < TIMEOUT_S  # a hung worker left in the pool would take that
     np.testing.assert_array_equal(terms["test_misbehaving"], len(GOOD))
     assert stats["reward/test_misbehaving_timeouts"] == 0
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_an_interrupted_score_replaces_its_busy_workers_and_the_next_call_is_clean(scorer):
+    """An interrupt (Ctrl-C, a SIGTERM handler raising) while a worker hangs: the worker would
+    answer a later call with this one's results, or hang it; it must be replaced."""
+    def interrupt(signum, frame):
+        raise Interrupted
+
+    processes = [w.process for w in scorer.workers]
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    # The first completion hangs its worker; the interrupt comes before the pool's timeout could.
+    signal.setitimer(signal.ITIMER_REAL, TIMEOUT_S / 4)
+    try:
+        with pytest.raises(Interrupted):
+            scorer.score([marked("HANG")] + [SCORED] * 7, _examples(8))
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    replaced = [p for p in processes if p not in [w.process for w in scorer.workers]]
+    assert replaced and not any(p.is_alive() for p in replaced)
+    assert all(w.process.is_alive() for w in scorer.workers)
+    _, terms, stats = scorer.score([SCORED] * 16, _examples(16))
+    np.testing.assert_array_equal(terms["test_misbehaving"], len(SCORED))
+    check_other_rewards(terms)
+    assert stats["reward/test_misbehaving_timeouts"] == stats["reward/test_misbehaving_errors"] == 0
 
 
 def test_unknown_reward_and_mismatched_lengths_are_errors(scorer):

@@ -5,10 +5,11 @@ import numpy as np
 
 
 def share_of_a(completions, examples):
-    """The share of the completion's letters that are 'a' (0 for a completion without letters)."""
-    del examples
+    """The share of the completion's letters that are 'a' (0 for a completion without letters),
+    and 0 for every completion of an example marked "flat" (its group's rewards are equal)."""
     out = []
-    for text in completions:
+    for text, example in zip(completions, examples, strict=True):
         letters = [c for c in text if c.isalpha()]
-        out.append(letters.count("a") / len(letters) if letters else 0.0)
+        flat = example.get("flat") or not letters
+        out.append(0.0 if flat else letters.count("a") / len(letters))
     return np.asarray(out)

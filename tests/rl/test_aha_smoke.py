@@ -1,12 +1,11 @@
 """The README's main job in miniature: experiments/aha_tiny.py:smoke end to end in a subprocess."""
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
-
-import numpy as np
 
 from r1jax import main as r1jax_main
 from r1jax import metrics
@@ -39,7 +38,7 @@ def sigterm_during_pretraining(workdir):
     return proc.returncode, out
 
 
-def test_tokenizer_pretraining_rl_evaluation_and_report_and_the_reward_rises(tmp_path):
+def test_tokenizer_pretraining_rl_evaluation_and_report_and_the_format_is_learned(tmp_path):
     # SIGTERM during pretraining checkpoints it and exits STOPPED_EXIT without a base model; a
     # rerun resumes.
     code, out = sigterm_during_pretraining(tmp_path)
@@ -56,12 +55,19 @@ def test_tokenizer_pretraining_rl_evaluation_and_report_and_the_reward_rises(tmp
         assert (tmp_path / name).is_file(), name
     assert "test pass@1" in (tmp_path / "results.md").read_text()
     history = metrics.read_metrics(tmp_path / "metrics.jsonl")
-    reward = np.array([h["reward/total"] for h in history])
-    third = len(reward) // 3
-    assert reward[-third:].mean() > reward[:third].mean() + 0.1, reward
+    # What the smoke run learns: to finish within 48 tokens, so the format reward is earned.
+    # The held-out format share over 16 x 4 samples at T 0.6 measured 0.55 before RL; after it,
+    # 1.0 in five of six RL seeds and 0.98 in one (383 of 384 samples), and 0.53 with lr 0. As
+    # binomial draws of 64, a policy formatting 55% passes 0.8 with probability 1e-5 and 0.9 with
+    # 6e-10; one formatting 98% falls under 0.9 with probability 3e-4. (The training reward is
+    # noisier: its last-minus-first-third gain measured 0.21-0.47 trained, up to 0.08 at lr 0.)
+    base, final = (json.loads((tmp_path / name).read_text())["eval/format_frac"]
+                   for name in ("base_evaluation.json", "evaluation.json"))
+    assert base < 0.8 and final >= 0.9, (base, final)
 
     # A second run in the same workdir reuses the tokenizer and base model and resumes RL.
-    base_files = {p: os.path.getmtime(tmp_path / p) for p in ("tokenizer.model", "base/config.json")}
+    base_files = {p: os.path.getmtime(tmp_path / p)
+                  for p in ("tokenizer.model", "base/config.json")}
     out = run(tmp_path)
     assert "pretraining the base model" not in out
     assert base_files == {p: os.path.getmtime(tmp_path / p) for p in base_files}

@@ -1,6 +1,7 @@
 """The command line: config overrides, unknown keys, SIGKILL + restart, SIGTERM."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -65,11 +66,20 @@ def test_sigkill_then_restart_matches_an_uninterrupted_run(tmp_path):
     overrides = ("--config.rl.steps=6", "--config.rl.checkpoint_every=2")
     subprocess.run(main(tmp_path / "straight", *overrides), env=ENV, check=True,
                    capture_output=True, timeout=300)
-    code, _ = run_until(tmp_path / "killed", 3, signal.SIGKILL, *overrides)
+    # Step 6 writes samples/step_000006.jsonl (checkpoint_every=2); made a FIFO that nobody
+    # reads, the write blocks, so the kill lands after step 5 is logged and before step 6 is,
+    # however fast the machine. By then step 2's checkpoint is complete (step 4's save waited
+    # for it; step 4's own may still be in flight), so the restart resumes, from step 2 or 4.
+    blocker = tmp_path / "killed" / "samples" / "step_000006.jsonl"
+    blocker.parent.mkdir(parents=True)
+    os.mkfifo(blocker)
+    code, _ = run_until(tmp_path / "killed", 5, signal.SIGKILL, *overrides)
     assert code == -signal.SIGKILL
-    assert steps_logged(tmp_path / "killed") < 6
-    subprocess.run(main(tmp_path / "killed", *overrides), env=ENV, check=True,
-                   capture_output=True, timeout=300)
+    assert steps_logged(tmp_path / "killed") == 5
+    blocker.unlink()
+    restart = subprocess.run(main(tmp_path / "killed", *overrides), env=ENV, check=True,
+                             capture_output=True, text=True, timeout=300)
+    assert re.search(r"resumed at step [24] from", restart.stdout), restart.stdout
     straight = metrics.read_metrics(tmp_path / "straight" / "metrics.jsonl")
     resumed = metrics.read_metrics(tmp_path / "killed" / "metrics.jsonl")
     assert [h["step"] for h in resumed] == list(range(1, 7))
