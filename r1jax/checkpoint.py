@@ -163,41 +163,38 @@ class Checkpointer:
         ``like_state``. `DamagedCheckpoint` when the step does not read, or reads other arrays
         than were saved, or non-finite ones."""
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like_state)
-        restored, problem = self._read(step, ocp.args.Composite(
+        restored = self._read_intact(step, ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
-        problem = problem or _agreed(_problem(restored["state"],
-                                              restored["meta"].get("checksums", {})))
-        if problem:
-            raise DamagedCheckpoint(f"step {step} in {self._manager.directory} is damaged: "
-                                    f"{problem}")
         return restored["state"], restored["meta"]
 
-    def _read(self, step: int, args):
-        """(what orbax restores, None), or (None, why it could not), agreed over processes."""
+    def _read_intact(self, step: int, args):
+        """What orbax restores of ``step`` with ``args`` (a state and its meta), once every
+        process has read it and its arrays match their checksums and are finite; else
+        `DamagedCheckpoint` on every process, saying why."""
         try:
             restored, problem = self._manager.restore(step, args=args), None
         except Exception as e:  # a damaged step raises whatever its first unreadable file does
             restored, problem = None, _first_line(e)
-        return restored, _agreed(problem)
+        problem = _agreed(problem) or _agreed(_problem(restored["state"],
+                                                       restored["meta"].get("checksums", {})))
+        if problem:
+            raise DamagedCheckpoint(f"step {step} in {self._manager.directory} is damaged: "
+                                    f"{problem}")
+        return restored
 
     def restore_params(self, abstract_params, step: int | None = None):
         """Only the policy params of checkpoint ``step`` (default: the latest), placed as the
         ``jax.ShapeDtypeStruct`` tree ``abstract_params`` says, and checked as `restore`
-        checks; nothing else is read."""
+        checks; no other array is read."""
         step = self.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"{self._manager.directory} holds no complete checkpoint")
-        restored, problem = self._read(step, ocp.args.Composite(
+        restored = self._read_intact(step, ocp.args.Composite(
             state=ocp.args.PyTreeRestore(
                 item={"params": abstract_params}, partial_restore=True,
                 restore_args={"params": ocp.checkpoint_utils.construct_restore_args(
                     abstract_params)}),
             meta=ocp.args.JsonRestore()))
-        problem = problem or _agreed(_problem(restored["state"],
-                                              restored["meta"].get("checksums", {})))
-        if problem:
-            raise DamagedCheckpoint(f"step {step} in {self._manager.directory} is damaged: "
-                                    f"{problem}")
         return restored["state"]["params"]
 
     def resume(self, like_state, iterator):

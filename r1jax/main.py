@@ -24,7 +24,6 @@ from etils import epath
 from r1jax import cli, config_checks, multihost
 from r1jax.cli import load_experiment  # noqa: F401  (r1jax.main.load_experiment for notebooks)
 
-
 # config.job -> the function that runs it, as "module:function" (imported only when it runs, so
 # that --cpu_devices takes effect before anything starts a JAX backend).
 JOBS = {
