@@ -21,6 +21,7 @@ saved before it stay, so the same command resumes from the last of them.
 import logging
 import os
 import re
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -40,14 +41,33 @@ class CheckpointSaveError(OSError):
 
 class _QuietOrbax(logging.Filter):
     """Drops orbax's own error logs (each failed save logs a traceback from every thread that
-    saw it): every failure also reaches `Checkpointer` as an exception, reported in one
-    sentence."""
+    saw it, and asyncio one for each of its write tasks that failed after the first): every
+    failure also reaches `Checkpointer` as an exception, reported in one sentence."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno < logging.ERROR or "/orbax/" not in record.pathname
+        return record.levelno < logging.ERROR or not (
+            "/orbax/" in record.pathname or "/orbax/" in record.getMessage())
 
 
-logging.getLogger("absl").addFilter(_QuietOrbax())
+for _logger in ("absl", "asyncio"):
+    logging.getLogger(_logger).addFilter(_QuietOrbax())
+
+
+def _quiet_closed_loop(hook):
+    """``hook`` (a sys.unraisablehook) less the reports of tensorstore's writes that finish
+    after orbax gave up a failed save and closed its event loop (each tries to wake the closed
+    loop: "Event loop is closed"); the failure itself is reported once, by `Checkpointer`."""
+
+    def filtered(unraisable):
+        error, trace = unraisable.exc_value, unraisable.exc_traceback
+        if not (isinstance(error, RuntimeError) and str(error) == "Event loop is closed"
+                and trace is not None and trace.tb_frame.f_code.co_name == "call_soon_threadsafe"):
+            hook(unraisable)
+
+    return filtered
+
+
+sys.unraisablehook = _quiet_closed_loop(sys.unraisablehook)
 
 _UNSIGNED = {1: jnp.uint8, 2: jnp.uint16, 4: jnp.uint32}
 

@@ -100,7 +100,20 @@ def run(workdir: str, settings: LoopSettings, state: dict, data,
                 break
     finally:
         signal.signal(signal.SIGTERM, previous)
-        writer.close()
-        bar.close()
-        ckpt.close()
+        closing_error = _close_each(ckpt, writer, bar)  # not raised over the loop's own error
+    if closing_error:
+        raise closing_error
     return RunResult(state, done, finished=done == settings.steps)
+
+
+def _close_each(*resources) -> Exception | None:
+    """Close every one of ``resources``, even after one fails (an unclosed checkpointer leaves
+    threads that keep the process from exiting); the first failure, if any. The checkpointer
+    comes first: its `CheckpointSaveError` says what a rerun resumes."""
+    first = None
+    for resource in resources:
+        try:
+            resource.close()
+        except Exception as e:  # noqa: BLE001  (reported once all are closed)
+            first = first or e
+    return first

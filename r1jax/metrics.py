@@ -14,8 +14,10 @@ Missing statistics are omitted, never NaN: `length/correct` is absent from a ste
 correct response, so a curve skips that step instead of showing a value that is not data.
 """
 
+import contextlib
 import json
 import math
+import os
 import re
 import sys
 import time
@@ -137,10 +139,6 @@ class MetricsWriter:
     """
 
     def __init__(self, workdir, start_step=0):
-        # Imported here: tensorboardX imports torch when it is installed (seconds), and most
-        # users of this module (evaluation, rollout statistics) write no events.
-        from tensorboardX import SummaryWriter
-
         workdir = epath.Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         self.path = workdir / "metrics.jsonl"
@@ -155,8 +153,7 @@ class MetricsWriter:
         self._last_step = kept[-1]["step"] if kept else -1
         # Objects in cloud storage cannot be appended to: there each step rewrites the file.
         self._file = None if files.is_cloud_path(workdir) else self.path.open("a")
-        self._tb = SummaryWriter(str(workdir / "tb"),
-                                 purge_step=start_step if start_step > 0 else None)
+        self._tb = _TensorBoard(str(workdir / "tb"), purge_step=start_step)
 
     @staticmethod
     def _line(step, metrics):
@@ -178,32 +175,79 @@ class MetricsWriter:
                 raise ValueError(f"MetricsWriter: metric {k!r} at step {step} is not a number: "
                                  f"{v!r}.") from None
         line = self._line(step, values)
-        if self._file is None:
-            self._lines.append(line)
-            self.path.write_text("".join(self._lines))
-        else:
-            self._file.write(line)
-            self._file.flush()
-        for k, v in values.items():
-            if math.isfinite(v):  # a gap in TensorBoard; the JSONL line holds the null
-                self._tb.add_scalar(k, v, int(step))
+        with _naming(self.path):
+            if self._file is None:
+                self._lines.append(line)
+                self.path.write_text("".join(self._lines))
+            else:
+                self._file.write(line)
+                self._file.flush()
+        self._tb.write(int(step), values)
         self._last_step = step
 
-    def flush(self):
-        if self._file is not None:
-            self._file.flush()
-        self._tb.flush()
-
     def close(self):
-        if self._file is not None:
-            self._file.close()
-        self._tb.close()
+        """Close both files; a failure to write their last bytes raises, after both closed."""
+        try:
+            with _naming(self.path):
+                if self._file is not None:
+                    self._file.close()
+        finally:
+            self._tb.close()
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.close()
+
+
+@contextlib.contextmanager
+def _naming(path):
+    """An OSError raised inside (a full disk, a permission) names ``path``, which Python's
+    buffered writes leave out."""
+    try:
+        yield
+    except OSError as e:
+        raise OSError(e.errno, f"writing {path} failed ({e.strerror or e})") from e
+
+
+class _TensorBoard:
+    """Scalars as TensorBoard events in one file of ``logdir``, written and flushed in the
+    caller's thread at each step. tensorboardX's SummaryWriter writes from a thread of its own,
+    which dies on a write error (a full disk) and then blocks the process at exit, its queue
+    full; here the error reaches the caller, naming the file."""
+
+    def __init__(self, logdir: str, purge_step: int):
+        # Imported here: tensorboardX imports torch when it is installed (seconds), and most
+        # users of this module (evaluation, rollout statistics) write no events.
+        from tensorboardX.event_file_writer import EventsWriter
+        from tensorboardX.proto import event_pb2, summary_pb2
+        from tensorboardX.record_writer import directory_check
+
+        self._event, self._summary = event_pb2, summary_pb2
+        directory_check(logdir)
+        self._events = EventsWriter(os.path.join(logdir, "events"))
+        self.path = self._events._file_name
+        if purge_step > 0:  # TensorBoard hides the events of steps >= purge_step before this
+            self._write(event_pb2.Event(step=purge_step, session_log=event_pb2.SessionLog(
+                status=event_pb2.SessionLog.START)))
+
+    def write(self, step: int, values: dict) -> None:
+        """One event holding ``values``' finite scalars (a non-finite one is a gap in
+        TensorBoard; the JSONL line holds its null)."""
+        Value = self._summary.Summary.Value
+        self._write(self._event.Event(step=step, wall_time=time.time(), summary=(
+            self._summary.Summary(value=[Value(tag=k, simple_value=v)
+                                         for k, v in values.items() if math.isfinite(v)]))))
+
+    def _write(self, event) -> None:
+        with _naming(self.path):
+            self._events.write_event(event)
+            self._events.flush()
+
+    def close(self) -> None:
+        with _naming(self.path):
+            self._events.close()
 
 
 class Discard:
@@ -233,9 +277,10 @@ def write_samples(workdir, step, records):
     Returns its path.
     """
     path = epath.Path(workdir) / "samples" / f"step_{step:06d}.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r, default=_jsonable, ensure_ascii=False) + "\n"
-                            for r in records))
+    with _naming(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps(r, default=_jsonable, ensure_ascii=False) + "\n"
+                                for r in records))
     return str(path)
 
 
@@ -246,8 +291,9 @@ def write_evaluation(workdir, summary: dict, name: str = "evaluation.json") -> N
     from r1jax import multihost
 
     if multihost.is_primary():
-        (epath.Path(workdir) / name).write_text(
-            json.dumps(summary, indent=2, default=_jsonable))
+        path = epath.Path(workdir) / name
+        with _naming(path):
+            path.write_text(json.dumps(summary, indent=2, default=_jsonable))
 
 
 class Progress:

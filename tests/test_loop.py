@@ -113,3 +113,21 @@ def test_cosine_schedule_decays_to_the_end_fraction_of_the_learning_rate():
     assert float(schedule(total)) == pytest.approx(lr * end)
     with pytest.raises(ValueError, match="end_lr_fraction in"):
         optim.OptimizerSettings(lr=1e-3, total_steps=10, end_lr_fraction=1.5)
+
+
+def test_closing_goes_on_past_a_failure_and_reports_the_first():
+    closed = []
+
+    class Resource:
+        def __init__(self, name, error=None):
+            self.name, self.error = name, error
+
+        def close(self):
+            closed.append(self.name)
+            if self.error:
+                raise self.error
+
+    first, second = OSError("disk full"), ValueError("later")
+    got = loop._close_each(Resource("checkpoints", first), Resource("metrics", second),
+                           Resource("progress"))
+    assert got is first and closed == ["checkpoints", "metrics", "progress"]

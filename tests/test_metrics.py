@@ -219,6 +219,33 @@ def test_writer_tensorboard_events(tmp_path):
                                            ("length/mean", 1, 20.0)]
 
 
+def test_a_resumed_writer_tells_tensorboard_to_purge_the_later_steps(tmp_path):
+    from tensorboardX.proto import event_pb2
+
+    with metrics.MetricsWriter(tmp_path, start_step=3) as w:
+        w.write(3, {"accuracy": 0.5})
+    (events,) = glob.glob(str(tmp_path / "tb" / "events.out.tfevents.*"))
+    data, pos, starts = Path(events).read_bytes(), 0, []
+    while pos < len(data):
+        (n,) = struct.unpack("<Q", data[pos:pos + 8])
+        event = event_pb2.Event.FromString(data[pos + 12:pos + 12 + n])
+        pos += 12 + n + 4
+        if event.session_log.status == event_pb2.SessionLog.START:
+            starts.append(event.step)
+    assert starts == [3]
+
+
+def test_a_full_disk_is_an_error_naming_the_file_and_closing_returns(small_disk):
+    writer = metrics.MetricsWriter(small_disk)
+    with pytest.raises(OSError):  # fill the disk
+        (small_disk / "filler").write_bytes(b"x" * (2 << 20))
+    with pytest.raises(OSError, match=r"writing .* failed \(No space left on device\)"):
+        for step in range(1, 10_000):  # the TensorBoard file's or the JSONL's buffer fills
+            writer.write(step, {f"metric/{i}": float(i) for i in range(64)})
+    with pytest.raises(OSError, match="No space left on device"):
+        writer.close()  # the bytes that did not fit; tensorboardX's writer would block here
+
+
 def test_write_samples(tmp_path):
     recs = [{"prompt": "1+1=", "completion": "<answer>2</answer>", "reward": np.float32(1.0),
              "correct": np.bool_(True), "tokens": np.arange(3)}]

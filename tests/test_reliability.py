@@ -4,9 +4,7 @@ or a resumed run), never in a traceback or in a run that goes on with broken par
 
 The checkpointer's own faults (each kind of damage, a kill mid-save, a full disk) are unit-tested
 in tests/test_checkpoint.py, the sandbox's escapes in tests/rewards/test_sandbox.py and the
-rewards' input bounds in tests/rewards/test_input_bounds.py. A full disk is not run end to end
-here: the run's other writers (metrics, TensorBoard) race the checkpoint for the last bytes, and
-after a failed save the process was seen to hang at exit in 1 run of 4 (an open defect).
+rewards' input bounds in tests/rewards/test_input_bounds.py; here they are seen end to end.
 """
 
 import os
@@ -115,6 +113,16 @@ def test_a_damaged_newest_checkpoint_is_skipped_and_the_run_finishes_from_the_on
     assert [m["step"] for m in logged] == [1, 2, 3, 4]
     assert all(m["updates/skipped"] == 0 for m in logged)
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["2", "4"]  # 4 the last, 2 on cadence
+
+
+def test_a_full_disk_stops_the_run_in_one_sentence_and_the_process_exits(small_disk):
+    """Whichever writer meets the full disk first (the checkpoint, the metrics, TensorBoard,
+    the samples), the run stops with its cause; none of orbax's or asyncio's reports of the
+    failed save's other writes, and no hang at exit (the timeout)."""
+    result = r1jax_main(small_disk / "run", "--config.rl.steps=3",
+                        "--config.rl.checkpoint_every=1", timeout=240)
+    assert_one_sentence(result, "No space left on device")
+    assert "saving step 1" in result.stderr or "writing " in result.stderr, result.stderr
 
 
 class Tokenizer:
