@@ -13,6 +13,12 @@ A run over several processes (a TPU pod slice: the same command on every host; e
 sees (``gs://...`` or a shared filesystem); process 0 writes its files (docs/multihost.md).
 """
 
+# ruff: noqa: E402  (the restart comes before the imports, which take seconds)
+if __name__ == "__main__":
+    from r1jax import huge_pages
+
+    huge_pages.restart()
+
 import importlib
 import json
 import sys

@@ -19,6 +19,9 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # this checkout's r1jax
+from r1jax import huge_pages  # noqa: E402
+
 FOLDER = Path(__file__).resolve().parent
 REPO = FOLDER.parent.parent
 RUN_NOTE = "run-note"  # the tag of the closing cell this script writes (replaced on each run)
@@ -34,6 +37,7 @@ def execute(notebook, cpu_devices: int | None = None, timeout: int | None = None
         env.update(XLA_FLAGS=f"--xla_force_host_platform_device_count={cpu_devices}",
                    JAX_PLATFORMS="cpu")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env = huge_pages.environment(env)  # as `python -m r1jax.main` runs its training
     NotebookClient(notebook, timeout=timeout, kernel_name="python3",
                    resources={"metadata": {"path": str(FOLDER)}}).execute(env=env)
     return notebook
