@@ -35,23 +35,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # reward workers
 PROMPTS, PROMPT_TOKENS, GROUP, NEW_TOKENS = 8, 24, 8, 64
 
 
-class Batches:
-    """The same prompts at every step, checkpointable."""
-
-    def __init__(self, prompts):
-        self.prompts, self.index = prompts, 0
-
-    def __next__(self):
-        self.index += 1
-        return [{"prompt": p} for p in self.prompts]
-
-    def get_state(self):
-        return {"index": self.index}
-
-    def set_state(self, state):
-        self.index = state["index"]
-
-
 def workload(tmp):
     """(tokenizer, prompts): a 512-piece SentencePiece model and 8 prompts of exactly 24 tokens
     (random words and numbers, as the peers' harness makes them)."""
@@ -103,6 +86,7 @@ def measure(steps: int) -> dict:
     import jax
 
     import peer_reward
+    from grpo_step import Batches  # the same prompts at every step
     from r1jax import metrics, models, rewards, rl
     from r1jax.mesh import make_mesh
 

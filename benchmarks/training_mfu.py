@@ -16,10 +16,10 @@ hardware does that MFU does not count.
 """
 
 import argparse
-import time
 
 import jax
 import numpy as np
+from sampling import best_time  # benchmarks/sampling.py: best of repeats after a compiling call
 
 from r1jax import models, optim, rl
 from r1jax.mesh import make_mesh
@@ -37,16 +37,6 @@ def forward_flops_per_token(cfg, context: float) -> float:
     matmul = models.num_params(cfg) - abstract["embed"]["embedding"].size * (
         0 if cfg.tie_embeddings else 1)  # a tied embedding is the head's matmul too
     return 2 * matmul + 2 * 2 * cfg.num_layers * cfg.num_heads * cfg.head_dim * context
-
-
-def best_time(fn, repeats: int) -> float:
-    jax.block_until_ready(fn())  # compiles
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main():
@@ -80,18 +70,18 @@ def main():
                  logprobs=np.full((R, N), -2.0, np.float32),
                  advantages=rng.standard_normal(R).astype(np.float32))
 
-    reference_s = best_time(lambda: rl.reference_logprobs(cfg, s, params, rl._put(mesh, batch)),
-                            args.repeats)
+    reference_s, _ = best_time(
+        lambda _: rl.reference_logprobs(cfg, s, params, rl._put(mesh, batch)), args.repeats)
     batch["ref_logprobs"] = np.asarray(rl.reference_logprobs(cfg, s, params,
                                                              rl._put(mesh, batch)))
     minibatch = rl._put(mesh, optim.split_microbatches(batch, args.microbatches), axis=1)
     state = [params, opt_state]
 
-    def one_update():  # donates its inputs: each call starts from the last call's outputs
+    def one_update(_):  # donates its inputs: each call starts from the last call's outputs
         state[0], state[1], out = rl.update(cfg, s, state[0], state[1], minibatch)
         return out["loss"]
 
-    update_s = best_time(one_update, args.repeats)
+    update_s, _ = best_time(one_update, args.repeats)
     tokens = R * (P + N)
     per_token = forward_flops_per_token(cfg, (P + N) / 2)
     peak = args.peak_tflops or peak_tflops(jax.devices()[0])
