@@ -196,17 +196,16 @@ def test_read_metrics_names_a_bad_line(tmp_path):
         metrics.read_metrics(path)
 
 
-def _tb_scalars(path):
-    """(tag, step, value) of every scalar in a TFRecord event file."""
+def _tb_events(workdir):
+    """The Event protos of the one TFRecord event file in ``workdir``/tb, in order."""
     from tensorboardX.proto import event_pb2
 
-    out, data = [], Path(path).read_bytes()
-    pos = 0
+    (path,) = glob.glob(str(Path(workdir) / "tb" / "events.out.tfevents.*"))
+    out, data, pos = [], Path(path).read_bytes(), 0
     while pos < len(data):
         (n,) = struct.unpack("<Q", data[pos:pos + 8])
-        event = event_pb2.Event.FromString(data[pos + 12:pos + 12 + n])
+        out.append(event_pb2.Event.FromString(data[pos + 12:pos + 12 + n]))
         pos += 12 + n + 4
-        out += [(v.tag, event.step, v.simple_value) for v in event.summary.value]
     return out
 
 
@@ -214,9 +213,10 @@ def test_writer_tensorboard_events(tmp_path):
     with metrics.MetricsWriter(tmp_path) as w:
         w.write(0, {"length/mean": 12.0, "accuracy": 0.25})
         w.write(1, {"length/mean": 20.0})
-    (events,) = glob.glob(str(tmp_path / "tb" / "events.out.tfevents.*"))
-    assert sorted(_tb_scalars(events)) == [("accuracy", 0, 0.25), ("length/mean", 0, 12.0),
-                                           ("length/mean", 1, 20.0)]
+    scalars = [(v.tag, e.step, v.simple_value) for e in _tb_events(tmp_path)
+               for v in e.summary.value]
+    assert sorted(scalars) == [("accuracy", 0, 0.25), ("length/mean", 0, 12.0),
+                               ("length/mean", 1, 20.0)]
 
 
 def test_a_resumed_writer_tells_tensorboard_to_purge_the_later_steps(tmp_path):
@@ -224,14 +224,8 @@ def test_a_resumed_writer_tells_tensorboard_to_purge_the_later_steps(tmp_path):
 
     with metrics.MetricsWriter(tmp_path, start_step=3) as w:
         w.write(3, {"accuracy": 0.5})
-    (events,) = glob.glob(str(tmp_path / "tb" / "events.out.tfevents.*"))
-    data, pos, starts = Path(events).read_bytes(), 0, []
-    while pos < len(data):
-        (n,) = struct.unpack("<Q", data[pos:pos + 8])
-        event = event_pb2.Event.FromString(data[pos + 12:pos + 12 + n])
-        pos += 12 + n + 4
-        if event.session_log.status == event_pb2.SessionLog.START:
-            starts.append(event.step)
+    starts = [e.step for e in _tb_events(tmp_path)
+              if e.session_log.status == event_pb2.SessionLog.START]
     assert starts == [3]
 
 

@@ -19,11 +19,11 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # this checkout's r1jax
-from r1jax import huge_pages  # noqa: E402
-
 FOLDER = Path(__file__).resolve().parent
 REPO = FOLDER.parent.parent
+sys.path.insert(0, str(REPO))  # this checkout's r1jax, as the kernel gets it
+from r1jax import huge_pages  # noqa: E402
+
 RUN_NOTE = "run-note"  # the tag of the closing cell this script writes (replaced on each run)
 
 
