@@ -26,7 +26,8 @@ CPU_DEVICES = flags.DEFINE_integer(
     "cpu_devices", None, "split the host CPU into this many JAX devices, so that the mesh's "
     "data axis spans that many cores (XLA:CPU runs one computation on one core). On a CPU-only "
     "machine, its core count; batch sizes must divide by it. No effect on accelerators. "
-    "Unset: JAX's default (one CPU device).")
+    "Unset: the largest power of two up to the cores this process may use, at most 8 (unless "
+    "XLA_FLAGS sets a device count).")
 # A run over several processes (r1jax.multihost.initialize): TPU VMs need none of these.
 COORDINATOR = flags.DEFINE_string("coordinator_address", "", "a multi-process run on CPU or GPU "
                                   "hosts: process 0's host:port, the same for every process")
@@ -44,7 +45,7 @@ def parse(prog: str, argv: list[str]) -> None:
     any (`r1jax.multihost.initialize`); a mistake exits with one sentence naming it (no
     traceback)."""
     from r1jax import multihost
-    from r1jax.mesh import use_cpu_devices
+    from r1jax.mesh import use_cpu_devices, use_default_cpu_devices
 
     flags.FLAGS.unparse_flags()
     # ml_collections defines a flag for each --config.KEY=VALUE override it finds in sys.argv,
@@ -64,7 +65,9 @@ def parse(prog: str, argv: list[str]) -> None:
         sys.argv = process_argv
     if len(rest) > 1:
         sys.exit(f"{prog}: unexpected arguments {rest[1:]}")
-    if CPU_DEVICES.value is not None:
+    if CPU_DEVICES.value is None:
+        use_default_cpu_devices()
+    else:
         try:
             use_cpu_devices(CPU_DEVICES.value)
         except ValueError as e:

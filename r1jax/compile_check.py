@@ -123,17 +123,21 @@ def _moment_sharding(path, leaf, params, mesh):
     raise ValueError(f"optimizer state {name} matches no parameter")
 
 
-def _batch(mesh, rows: int, prompt_len: int, new_tokens: int, microbatches: int = 0):
-    """The RL batch's arrays, [rows, ...] or [microbatches, rows / microbatches, ...]."""
-    lead = (microbatches, rows // microbatches) if microbatches else (rows,)
+def _batch(mesh, rows: int, share: int, prompt_len: int, new_tokens: int, microbatches: int = 0):
+    """The RL batch's arrays, [rows, ...] or [microbatches, rows / microbatches, ...], with one
+    prompt row per ``share`` rows (`rl.prompt_share`)."""
+    def lead(n):
+        return (microbatches, n // microbatches) if microbatches else (n,)
+
     axis = 1 if microbatches else 0
-    shapes = {"prompts": ((prompt_len,), jnp.int32), "prompt_mask": ((prompt_len,), jnp.bool_),
-              "tokens": ((new_tokens,), jnp.int32), "mask": ((new_tokens,), jnp.bool_),
+    prompts = {"prompts": ((prompt_len,), jnp.int32), "prompt_mask": ((prompt_len,), jnp.bool_)}
+    shapes = {"tokens": ((new_tokens,), jnp.int32), "mask": ((new_tokens,), jnp.bool_),
               "loss_mask": ((new_tokens,), jnp.bool_), "logprobs": ((new_tokens,), jnp.float32),
               "ref_logprobs": ((new_tokens,), jnp.float32), "advantages": ((), jnp.float32)}
-    return {k: _abstract((*lead, *tail), dtype,
-                         models.batch_sharding(mesh, ndim=len(lead) + len(tail), axis=axis))
-            for k, (tail, dtype) in shapes.items()}
+    return {k: _abstract((*lead(n), *tail), dtype,
+                         models.batch_sharding(mesh, ndim=axis + 1 + len(tail), axis=axis))
+            for part, n in ((prompts, rows // share), (shapes, rows))
+            for k, (tail, dtype) in part.items()}
 
 
 def _report(name, lowered, resident) -> StepReport:
@@ -185,13 +189,13 @@ def compile_steps(config, mesh) -> tuple[list[StepReport], dict[str, int]]:
         top_p=float(c.top_p), top_k=int(c.top_k), stop_ids=(0,), stop_strings=strings,
         pad_id=0, mesh=mesh)
     reports = [_report("sample", sample, resident_all)]
-    rows = B * G // c.num_minibatches
+    rows, share = B * G // c.num_minibatches, rl.prompt_share(c, mesh)
     if settings.kl_coef:
         reference = rl.reference_logprobs.lower(
-            cfg, settings, params, _batch(mesh, rows // c.microbatches, prompt_len, N))
+            cfg, settings, params, _batch(mesh, rows // c.microbatches, share, prompt_len, N))
         reports.append(_report("reference", reference, resident_all - parts["reference (fp32)"]))
     update = rl.update.lower(cfg, settings, params, opt_state,
-                             _batch(mesh, rows, prompt_len, N, c.microbatches))
+                             _batch(mesh, rows, share, prompt_len, N, c.microbatches))
     reports.append(_report("update", update, parts["reference (fp32)"]))
     return reports, parts
 

@@ -3,8 +3,9 @@
 Overrides go after it as ``--config.rl.lr=1e-6``; a key that the config does not have is an
 error naming it. The config's ``job`` picks what runs (`JOBS`; each returns whether it
 finished); starting again with the same workdir resumes the run, and a run stopped by SIGTERM
-exits with `STOPPED_EXIT`. ``--cpu_devices=N`` splits a CPU-only host into N devices. A
-mistake in the config, the data, a checkpoint or the workdir, and a failed save, exit with
+exits with `STOPPED_EXIT`. ``--cpu_devices=N`` splits a CPU-only host into N devices (by
+default one per core, a power of two up to 8: `mesh.default_cpu_devices`). A mistake in the
+config, the data, a checkpoint or the workdir, and a failed save, exit with
 status 1 and one sentence naming the key or file (`USER_ERRORS`; the traceback is written to
 ``workdir/error_traceback.txt``), before anything compiles wherever it can be known then.
 

@@ -1,5 +1,7 @@
 """Device meshes with the axes ("data", "fsdp", "tensor")."""
 
+import os
+
 import jax
 import numpy as np
 from jax.sharding import Mesh
@@ -22,7 +24,8 @@ def make_mesh(data: int = -1, fsdp: int = 1, tensor: int = 1, devices=None) -> M
     known = int(np.prod([s for s in sizes if s != -1]))
     if -1 in sizes:
         if len(devices) % known:
-            raise ValueError(f"{len(devices)} devices do not divide into mesh {dict(zip(AXES, sizes))}")
+            raise ValueError(f"{len(devices)} devices do not divide into mesh "
+                             f"{dict(zip(AXES, sizes))}")
         sizes[sizes.index(-1)] = len(devices) // known
     if int(np.prod(sizes)) != len(devices):
         raise ValueError(f"mesh {dict(zip(AXES, sizes))} needs {int(np.prod(sizes))} devices, "
@@ -43,6 +46,15 @@ def data_parallel_size(mesh: Mesh) -> int:
     return int(np.prod([mesh.shape[a] for a in BATCH_AXES]))
 
 
+def default_cpu_devices() -> int:
+    """The CPU devices a command splits the host into unless told (``--cpu_devices``): the
+    largest power of two up to the cores this process may run on, at most 8. Powers of two,
+    because the configs' batch sizes are; at most 8, because the toy experiments' batches (8
+    prompts) must split over them."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return 1 << (min(cores or 1, 8).bit_length() - 1)
+
+
 def use_cpu_devices(count: int) -> None:
     """Split the host CPU into ``count`` JAX devices; call it before anything starts a backend.
 
@@ -52,6 +64,17 @@ def use_cpu_devices(count: int) -> None:
     if count < 1:
         raise ValueError(f"--cpu_devices must be at least 1, got {count}")
     jax.config.update("jax_num_cpu_devices", count)
+
+
+def use_default_cpu_devices() -> None:
+    """``use_cpu_devices(default_cpu_devices())``, unless XLA_FLAGS already sets the CPU device
+    count or this process has started JAX (it then keeps the devices it has)."""
+    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return
+    try:
+        use_cpu_devices(default_cpu_devices())
+    except RuntimeError:  # JAX's refusal once a backend is initialised
+        pass
 
 
 

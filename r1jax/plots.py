@@ -194,7 +194,8 @@ def results_table(metrics, evals):
                   else _fmt(row["after"] - row["before"], digits, "+"))
         met = {None: "", True: "yes", False: "no"}[row["met"]]
         lines.append(f"| {row['name']} | {_fmt(row['before'], digits)} | "
-                     f"{_fmt(row['after'], digits)} | {_fmt(row['ratio'], 2, suffix='x')} | {change} | "
+                     f"{_fmt(row['after'], digits)} | {_fmt(row['ratio'], 2, suffix='x')} | "
+                     f"{change} | "
                      f"{row['target'] or ''} | {met} |")
     return "\n".join(lines) + "\n"
 

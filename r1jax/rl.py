@@ -3,8 +3,9 @@
 One step: take B prompts, sample G completions each with the current policy (the sampler's
 logprobs are the old-policy logprobs), score them on the host (`rollout.py`), compute
 group-normalised advantages and, when kl_coef > 0, reference logprobs, then make
-``num_minibatches`` optimizer updates for each of ``epochs`` passes over the rollout. The
-reference becomes a copy of the policy every ``ref_refresh_every`` steps. The run skeleton
+``num_minibatches`` optimizer updates for each of ``epochs`` passes over the rollout (shuffled
+in units of rows that share a prompt, which the update computes once per unit: `prompt_share`).
+The reference becomes a copy of the policy every ``ref_refresh_every`` steps. The run skeleton
 (resume, metrics, SIGTERM, checkpoints, the non-finite guard) is `loop.run`'s.
 
 Everything jitted is a pure function of (params, opt_state, batch) with the static settings
@@ -14,6 +15,7 @@ inputs from an experiment config (`python -m r1jax.main --config=experiments/X.p
 
 import dataclasses
 import functools
+import math
 import time
 
 import jax
@@ -102,14 +104,21 @@ class UpdateSettings:
 
 def completion_logprobs(cfg, s: UpdateSettings, params, batch):
     """(logprobs, entropy) [n, N] of the completion tokens under the policy ``params`` (cast to
-    the compute dtype), computed as ``s`` says."""
-    tokens = jnp.concatenate([batch["prompts"], batch["tokens"]], axis=1)
-    attention = jnp.concatenate([batch["prompt_mask"], jnp.ones_like(batch["mask"])], axis=1)
-    logprobs, entropy = models.token_logprobs(
-        cfg, optim.cast_floating(params, s.compute_dtype), tokens, attention, s.temperature,
-        s.logprob_chunk, layers=s.layers)
-    start = batch["prompts"].shape[1] - 1
-    return logprobs[:, start:], entropy[:, start:]
+    the compute dtype), computed as ``s`` says. ``batch["prompts"]`` holds one prompt per k
+    consecutive completion rows (`prompt_share`): each is run once for its k rows."""
+    return models.continuation_logprobs(
+        cfg, optim.cast_floating(params, s.compute_dtype), batch["prompts"],
+        batch["prompt_mask"], batch["tokens"], s.temperature, s.logprob_chunk, layers=s.layers)
+
+
+def prompt_share(c, mesh) -> int:
+    """k, the completion rows of the update that share one prompt row: the largest divisor of G
+    that divides every device's rows of a microbatch. With whole groups on a device (k = G) the
+    update computes each prompt once per group rather than G times; rollout rows come in
+    groups of G completions of one prompt, so k consecutive rows always share theirs."""
+    rows = c.prompts_per_step * c.group_size // (
+        c.num_minibatches * c.microbatches * data_parallel_size(mesh))
+    return math.gcd(c.group_size, rows)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1), donate_argnums=(2, 3))
@@ -161,21 +170,29 @@ def learn(c, cfg, s: UpdateSettings, state: dict, ro: Rollout, rng, mesh):
     advantages = np.asarray(grpo.advantages(rewards, c.group_size, c.normalize_std))
     loss_mask = np.asarray(grpo.overlong_filter_mask(ro.mask, ro.truncated)) \
         if c.overlong_filter else ro.mask
-    batch = dict(prompts=ro.prompts, prompt_mask=ro.prompt_mask, tokens=ro.tokens, mask=ro.mask,
-                 loss_mask=loss_mask, logprobs=ro.logprobs,
+    batch = dict(tokens=ro.tokens, mask=ro.mask, loss_mask=loss_mask, logprobs=ro.logprobs,
                  advantages=advantages.astype(np.float32))
-    n_rows = len(ro.lengths)
+    # Minibatches are drawn in units of `prompt_share` consecutive rows, one prompt row each.
+    share = prompt_share(c, mesh)
+    units = dict(prompts=ro.prompts[::share], prompt_mask=ro.prompt_mask[::share])
+    n_units = len(ro.lengths) // share
+
+    def take(unit_ids):  # the batch of these units: their prompts, and their rows
+        rows = (unit_ids[:, None] * share + np.arange(share)).ravel()
+        return {**{name: v[unit_ids] for name, v in units.items()},
+                **{name: v[rows] for name, v in batch.items()}}
+
     if s.kl_coef:  # in microbatch-sized chunks, to bound memory as the updates do
         batch["ref_logprobs"] = np.concatenate([multihost.fetch(reference_logprobs(
-            cfg, s, state["ref_params"], _put(mesh, {k: v[rows] for k, v in batch.items()})))
-            for rows in np.split(np.arange(n_rows), c.num_minibatches * c.microbatches)])
+            cfg, s, state["ref_params"], _put(mesh, take(ids))))
+            for ids in np.split(np.arange(n_units), c.num_minibatches * c.microbatches)])
     else:
         batch["ref_logprobs"] = np.zeros_like(ro.logprobs)
     params, opt_state, outs = state["params"], state["opt_state"], []
     for epoch in range(c.epochs):
-        perm = np.asarray(jax.random.permutation(jax.random.fold_in(rng, epoch), n_rows))
-        for rows in np.split(perm, c.num_minibatches):
-            mb = optim.split_microbatches({k: v[rows] for k, v in batch.items()}, c.microbatches)
+        perm = np.asarray(jax.random.permutation(jax.random.fold_in(rng, epoch), n_units))
+        for ids in np.split(perm, c.num_minibatches):
+            mb = optim.split_microbatches(take(ids), c.microbatches)
             params, opt_state, m = update(cfg, s, params, opt_state, _put(mesh, mb, axis=1))
             outs.append(m)
     outs = multihost.fetch(outs)

@@ -168,8 +168,8 @@ def evaluation(config, workdir, name: str, model_path) -> dict:
 def training_tokens(folder, job: str) -> dict:
     """{"train/tokens": the tokens a stage's losses were taken over} (completion targets for
     SFT, every target for pretraining, sampled tokens for RL: each step's logged "tokens"),
-    from its metrics.jsonl; {} without one that logs them. What compares distillation with RL at equal
-    training (R1 Table 6)."""
+    from its metrics.jsonl; {} without one that logs them. What compares distillation with RL at
+    equal training (R1 Table 6)."""
     path = epath.Path(folder) / ("pretrain" if job == "pretrain" else "") / "metrics.jsonl"
     steps = metrics.read_metrics(path) if path.exists() else []
     if not any("tokens" in step for step in steps):  # no log, or one from before the key

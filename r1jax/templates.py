@@ -50,7 +50,8 @@ def chat_template(tokenizer_dir) -> str | None:
     if (tokenizer_dir / "chat_template.jinja").is_file():
         return (tokenizer_dir / "chat_template.jinja").read_text()
     config_file = tokenizer_dir / "tokenizer_config.json"
-    template = json.loads(config_file.read_text()).get("chat_template") if config_file.is_file() else None
+    template = (json.loads(config_file.read_text()).get("chat_template")
+                if config_file.is_file() else None)
     if isinstance(template, list):
         template = next((t["template"] for t in template if t.get("name") == "default"), None)
     return template

@@ -36,10 +36,11 @@ def test_the_toy_smoke_compiles_for_a_v5e_slice_and_fits():
 
 
 def test_a_step_too_large_for_the_slice_is_reported_with_what_to_turn():
-    # 16,384 rollout rows in one microbatch: the update's activations and logits need about
-    # 55 GiB per 16 GiB v5e chip, and XLA refuses to compile it.
+    # 16,384 rollout rows of 256 new tokens in one microbatch: the update's temporaries need
+    # about 23 GiB per 16 GiB v5e chip, and XLA refuses to compile it.
     result = run_check(f"--config={TOY}", "--topology=v5e:2x2",
-                       "--config.rl.prompts_per_step=256", "--config.rl.group_size=64")
+                       "--config.rl.prompts_per_step=256", "--config.rl.group_size=64",
+                       "--config.rl.max_new_tokens=256")
     assert result.returncode == 1, result.stderr[-3000:]
     assert "update does not fit: RESOURCE_EXHAUSTED" in result.stdout
     assert "rl.microbatches" in result.stdout and "sample does not fit" not in result.stdout

@@ -17,7 +17,8 @@ EXPERIMENTS = sorted(p for p in glob.glob(os.path.join(REPO, "experiments", "*.p
 
 
 def test_the_experiments_are_found():
-    assert {"aha_tiny.py", "aha_small.py", "r1_zero_toy.py"} <= set(map(os.path.basename, EXPERIMENTS))
+    assert {"aha_tiny.py", "aha_small.py", "r1_zero_toy.py"} <= set(
+        map(os.path.basename, EXPERIMENTS))
 
 
 @pytest.mark.parametrize("arg", ["", "smoke"])

@@ -12,6 +12,7 @@ from r1jax.models.sharding import batch_sharding, param_shardings, shard_params
 from r1jax.models.transformer import (
     LAYER_MODES,
     abstract_params,
+    continuation_logprobs,
     forward,
     forward_cached,
     hidden_states,
@@ -23,7 +24,7 @@ from r1jax.models.transformer import (
 
 __all__ = [
     "LAYER_MODES", "CheckpointError", "Llama3RopeScaling", "ModelConfig", "abstract_params",
-    "batch_sharding", "forward", "forward_cached", "get_config", "hidden_states", "init",
-    "init_cache", "list_configs", "load_hf", "num_params", "padding_positions",
-    "param_shardings", "save_hf", "shard_params", "token_logprobs",
+    "batch_sharding", "continuation_logprobs", "forward", "forward_cached", "get_config",
+    "hidden_states", "init", "init_cache", "list_configs", "load_hf", "num_params",
+    "padding_positions", "param_shardings", "save_hf", "shard_params", "token_logprobs",
 ]

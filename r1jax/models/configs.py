@@ -107,7 +107,8 @@ def list_configs() -> list[str]:
 
 
 def get_config(name: str, **overrides) -> ModelConfig:
-    """The named config, optionally with some fields replaced (``get_config("tiny", vocab_size=512)``)."""
+    """The named config, optionally with some fields replaced
+    (``get_config("tiny", vocab_size=512)``)."""
     if name not in _CONFIGS:
         raise KeyError(f"unknown model config {name!r}; known: {', '.join(list_configs())}")
     cfg = _CONFIGS[name]

@@ -129,22 +129,17 @@ class Transformer(nnx.Module):
 
     def __call__(self, tokens_BT, positions_BT, mask_BTS, caches=None, cache_index=0,
                  layers="loop"):
-        """(final-normed hidden states [B, T, D], updated caches or None).
+        """(final-normed hidden states [B, T, D], the blocks' updated caches or None).
 
-        ``layers`` is how an uncached pass runs the blocks (``_run_blocks``); a cached pass (the
-        sampler's) always runs them in a plain loop that threads each block's cache.
+        ``layers`` is how the blocks run (``_run_blocks``); the sampler's cached passes use the
+        plain loop, the training passes whichever mode their memory needs.
         """
         rope = rope_angles(self.cfg, positions_BT)
         # An additive mask, built once for all layers (cheaper than a select in each).
         bias_BTS = jnp.where(mask_BTS, 0.0, _MASK_VALUE).astype(jnp.float32)
-        x = self.embed(tokens_BT)
-        if caches is None:
-            return self.final_norm(_run_blocks(self.layers, x, rope, bias_BTS, layers)), None
-        new_caches = []
-        for layer, cache in zip(self.layers, caches, strict=True):
-            x, cache = layer(x, rope, bias_BTS, cache, cache_index)
-            new_caches.append(cache)
-        return self.final_norm(x), new_caches
+        x, caches = _run_blocks(self.layers, self.embed(tokens_BT), rope, bias_BTS, layers,
+                                caches, cache_index)
+        return self.final_norm(x), caches
 
     def logits(self, x):
         """float32 logits of hidden states (the tied embedding or the untied head)."""
@@ -155,8 +150,9 @@ class Transformer(nnx.Module):
 LAYER_MODES = ("loop", "remat", "scan")
 
 
-def _run_blocks(blocks, x_BTD, rope, bias_BTS, layers: str):
-    """The residual stream after the uncached decoder blocks, run as ``layers`` says.
+def _run_blocks(blocks, x_BTD, rope, bias_BTS, layers: str, caches=None, cache_index=0):
+    """(the residual stream after the decoder blocks, their updated KV caches or None), the
+    blocks run as ``layers`` says, each reading and extending its cache when ``caches`` is given.
 
     "loop": an unrolled Python loop; the backward pass keeps every block's activations (its
     norms, q/k/v, [B, H, T, T] attention scores and probabilities, [B, T, F] MLP activations).
@@ -180,18 +176,26 @@ def _run_blocks(blocks, x_BTD, rope, bias_BTS, layers: str):
         raise ValueError(f"layers must be one of {LAYER_MODES}, got {layers!r}")
     graphdef = nnx.graphdef(blocks[0])
 
-    def block(state, x):
-        return nnx.merge(graphdef, state)(x, rope, bias_BTS, None, 0)[0]
+    def block(state, x, cache):
+        return nnx.merge(graphdef, state)(x, rope, bias_BTS, cache, cache_index)
 
     if layers != "loop":
         block = jax.checkpoint(block, policy=jax.checkpoint_policies.nothing_saveable)
     states = [nnx.state(b) for b in blocks]
+    caches = [None] * len(states) if caches is None else caches
     if layers == "scan":
-        stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *states)
-        return jax.lax.scan(lambda x, state: (block(state, x), None), x_BTD, stacked)[0]
-    for state in states:
-        x_BTD = block(state, x_BTD)
-    return x_BTD
+        def stack(trees):
+            return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+        x_BTD, stacked = jax.lax.scan(lambda x, layer: block(layer[0], x, layer[1]), x_BTD,
+                                      (stack(states), stack(caches)))
+        return x_BTD, None if stacked is None else [jax.tree.map(lambda c: c[i], stacked)
+                                                     for i in range(len(states))]
+    new_caches = []
+    for state, cache in zip(states, caches, strict=True):
+        x_BTD, cache = block(state, x_BTD, cache)
+        new_caches.append(cache)
+    return x_BTD, None if new_caches[0] is None else new_caches
 
 
 @functools.cache
@@ -339,18 +343,65 @@ def token_logprobs(cfg: ModelConfig, params, tokens_BT, attention_mask_BT, tempe
     one compiled block instead of L. Same numbers in every mode up to float reassociation; the
     costs and measurements are at ``_run_blocks``.
     """
-    if not chunk:
-        logits = forward(cfg, params, tokens_BT, attention_mask_BT=attention_mask_BT,
-                         layers=layers)[:, :-1]
-        return _logprobs_and_entropy(logits, tokens_BT[:, 1:], temperature)
     _, hidden_BTD = _hidden_states(cfg, params, tokens_BT, None, attention_mask_BT, layers)
+    return _head_logprobs(cfg, params, hidden_BTD[:, :-1], tokens_BT[:, 1:], temperature, chunk)
+
+
+def continuation_logprobs(cfg: ModelConfig, params, prompts_UP, prompt_mask_UP, tokens_RN,
+                          temperature=1.0, chunk: int = 0, *, layers: str = "loop"):
+    """``token_logprobs`` of R = U x k continuations, the prompt of each group of k computed once.
+
+    Rows u*k .. u*k+k-1 of ``tokens_RN`` [R, N] continue prompt u of ``prompts_UP`` [U, P]
+    (left-padded; ``prompt_mask_UP`` True for real tokens). Returns (logprobs, entropy) float32
+    [R, N] of every continuation token given its prompt and the tokens before it: what
+    ``token_logprobs`` gives for the concatenated rows at their last N positions, up to float
+    rounding, and its gradient too (the prompt's, summed over its k rows by the repeat's
+    transpose).
+
+    The prompt runs through the blocks once, on U rows, leaving its keys and values per layer; the
+    continuations run on R rows and attend to those (repeated k times) and to their own causal
+    prefix. For GRPO's G samples of a ~100-token prompt that halves the positions of an update
+    (``r1jax.rl``). ``chunk`` and ``layers`` are ``token_logprobs``'s.
+    """
+    (U, P), (R, N) = prompts_UP.shape, tokens_RN.shape
+    if R % U:
+        raise ValueError(f"{R} continuations do not split evenly over {U} prompts")
+    k = R // U
+    model = _module(cfg, params)
+    prompt_hidden_UPD, caches = model(
+        prompts_UP, padding_positions(prompt_mask_UP), attention_mask(prompt_mask_UP),
+        init_cache(cfg, U, P, params["embed"]["embedding"].dtype), 0, layers)
+
+    def repeat(x):
+        return jnp.repeat(x, k, axis=0)
+
+    def room_for_continuations(cache):  # the prompt's keys and values, then N empty slots
+        return {"k": jnp.pad(repeat(cache["k"]), ((0, 0), (0, 0), (0, 0), (0, N))),
+                "v": jnp.pad(repeat(cache["v"]), ((0, 0), (0, 0), (0, N), (0, 0)))}
+
+    key_valid_RS = jnp.concatenate([repeat(prompt_mask_UP), jnp.ones((R, N), bool)], axis=1)
+    causal_NS = jnp.arange(P + N)[None, :] <= P + jnp.arange(N)[:, None]
+    positions_RN = repeat(jnp.sum(prompt_mask_UP, -1, dtype=jnp.int32))[:, None] + jnp.arange(N)
+    hidden_RND, _ = model(tokens_RN, positions_RN, causal_NS[None] & key_valid_RS[:, None, :],
+                          [room_for_continuations(c) for c in caches], P, layers)
+    # Token t is predicted from the position before it: the prompt's last one for t = 0.
+    hidden_RND = jnp.concatenate([repeat(prompt_hidden_UPD[:, -1:]), hidden_RND[:, :-1]], 1)
+    return _head_logprobs(cfg, params, hidden_RND, tokens_RN, temperature, chunk)
+
+
+def _head_logprobs(cfg: ModelConfig, params, hidden_BTD, targets_BT, temperature, chunk: int):
+    """(logprobs, entropy) float32 [B, T] of ``targets_BT`` under the LM head's distribution at
+    ``hidden_BTD``: dense, or ``chunk`` positions at a time (``token_logprobs``)."""
+    if not chunk:
+        logits = _module(cfg, params).logits(hidden_BTD)
+        return _logprobs_and_entropy(logits, targets_BT, temperature)
     head_DV = (params["embed"]["embedding"].T if cfg.tie_embeddings
                else params["lm_head"]["kernel"])
-    B, T1 = tokens_BT.shape[0], tokens_BT.shape[1] - 1
-    n = -(-T1 // chunk)
-    pad = ((0, 0), (0, n * chunk - T1))
+    B, T = targets_BT.shape
+    n = -(-T // chunk)
+    pad = ((0, 0), (0, n * chunk - T))
 
-    def chunks(x):  # [B, T-1, ...] -> [n, B, chunk, ...], padded at the end
+    def chunks(x):  # [B, T, ...] -> [n, B, chunk, ...], padded at the end
         x = jnp.pad(x, pad + ((0, 0),) * (x.ndim - 2))
         return jnp.moveaxis(x.reshape(B, n, chunk, *x.shape[2:]), 1, 0)
 
@@ -360,10 +411,10 @@ def token_logprobs(cfg: ModelConfig, params, tokens_BT, attention_mask_BT, tempe
         return _logprobs_and_entropy(logits, targets_BC, temperature)
 
     _, (chosen, entropy) = jax.lax.scan(lambda carry, x: (carry, one_chunk(*x)), None,
-                                        (chunks(hidden_BTD[:, :-1]), chunks(tokens_BT[:, 1:])))
+                                        (chunks(hidden_BTD), chunks(targets_BT)))
 
-    def unchunk(x):  # [n, B, chunk] -> [B, T-1]
-        return jnp.moveaxis(x, 0, 1).reshape(B, n * chunk)[:, :T1]
+    def unchunk(x):  # [n, B, chunk] -> [B, T]
+        return jnp.moveaxis(x, 0, 1).reshape(B, n * chunk)[:, :T]
 
     return unchunk(chosen), unchunk(entropy)
 

@@ -161,3 +161,40 @@ def test_chunked_logprobs_equal_the_dense_ones_in_value_and_gradient(tie):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
                      grad, dense_grad)
+
+
+@pytest.mark.parametrize("layers,chunk,tie", [("loop", 0, True), ("remat", 0, False),
+                                              ("scan", 3, True), ("loop", 4, False)])
+def test_continuations_of_a_shared_prompt_equal_the_full_pass_in_value_and_gradient(
+        layers, chunk, tie):
+    """Each prompt run once for its k continuations gives what the full pass over prompt +
+    continuation gives at the continuation's positions: log-probs, entropies, and the gradient,
+    in which each prompt's part is summed over its k rows."""
+    cfg = models.get_config("tiny", vocab_size=97, tie_embeddings=tie)
+    params = models.init(cfg, jax.random.key(1))
+    rng = np.random.default_rng(0)
+    U, P, k, N = 3, 7, 4, 5
+    prompts = rng.integers(1, 97, (U, P)).astype(np.int32)
+    prompt_mask = np.arange(P)[None] >= np.array([[3], [0], [1]])  # left padding
+    tokens = rng.integers(1, 97, (U * k, N)).astype(np.int32)
+    full = np.concatenate([np.repeat(prompts, k, 0), tokens], 1)
+    full_mask = np.concatenate([np.repeat(prompt_mask, k, 0), np.ones((U * k, N), bool)], 1)
+    weights = jnp.asarray(rng.normal(size=(2, U * k, N)), jnp.float32)
+
+    def objective(p, shared):
+        if shared:
+            outputs = models.continuation_logprobs(cfg, p, prompts, prompt_mask, tokens, 0.7,
+                                                   chunk, layers=layers)
+        else:  # the reference: every row's prompt recomputed, uncached, in the plain loop
+            outputs = [x[:, P - 1:] for x in models.token_logprobs(cfg, p, full, full_mask, 0.7)]
+        return jnp.sum(weights[0] * outputs[0] + weights[1] * outputs[1]), outputs
+
+    (_, shared), shared_grad = jax.value_and_grad(objective, has_aux=True)(params, True)
+    (_, reference), grad = jax.value_and_grad(objective, has_aux=True)(params, False)
+    for a, b in zip(shared, reference):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+                 shared_grad, grad)  # gradients up to ~4: float reassociation only
+    with pytest.raises(ValueError, match="12 continuations do not split evenly over 5"):
+        models.continuation_logprobs(cfg, params, np.ones((5, P), np.int32),
+                                     np.ones((5, P), bool), tokens)

@@ -12,7 +12,7 @@ from r1jax import metrics
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SMOKE = os.path.join(REPO, "experiments", "aha_tiny.py") + ":smoke"
-ENV = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}  # one CPU device, as users run it
+ENV = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}  # --cpu_devices' default, as run
 OUTPUTS = ("tokenizer.model", "base/config.json", "pretrain/metrics.jsonl", "metrics.jsonl",
            "results.md", "eval.png", "length.png", "reflection.png", "reward.png")
 COMMAND = (sys.executable, "-m", "r1jax.main", f"--config={SMOKE}")

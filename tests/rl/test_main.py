@@ -8,12 +8,12 @@ import sys
 import time
 
 from r1jax import main as r1jax_main
-from r1jax import metrics
+from r1jax import mesh, metrics
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SMOKE = os.path.join(REPO, "experiments", "r1_zero_toy.py") + ":smoke"
 TIMING = ("time/", "throughput/")
-ENV = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}  # one CPU device, as users run it
+ENV = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}  # --cpu_devices' default, as run
 
 
 def main(workdir, *overrides):
@@ -60,6 +60,13 @@ def test_cpu_devices_runs_data_parallel_over_that_many_cpu_devices(tmp_path):
                          capture_output=True, timeout=120, check=False)
     assert bad.returncode != 0
     assert "--cpu_devices must be at least 1" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_the_default_cpu_devices_are_a_power_of_two_up_to_the_cores_and_at_most_eight(
+        monkeypatch):
+    for cores, devices in ((1, 1), (2, 2), (3, 2), (6, 4), (8, 8), (64, 8)):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda _, n=cores: set(range(n)))
+        assert mesh.default_cpu_devices() == devices, cores
 
 
 def test_sigkill_then_restart_matches_an_uninterrupted_run(tmp_path):

@@ -51,7 +51,9 @@ def test_bf16_compute_on_float32_masters_moves_params_as_float32_does(case):
     mixed = moved(case, "bfloat16", "float32")
     cosine = mixed @ reference / np.linalg.norm(mixed) / np.linalg.norm(reference)
     assert cosine > 0.98 and 0.9 < np.linalg.norm(mixed) / np.linalg.norm(reference) < 1.1
-    assert np.mean(mixed != 0) == np.mean(reference != 0) > 0.95  # measured 0.994
+    # The same parameters move (0.994 of them; bf16 rounds one in 80k gradients to 0).
+    assert abs(np.mean(mixed != 0) - np.mean(reference != 0)) < 1e-3
+    assert np.mean(reference != 0) > 0.95
     # What the master copy prevents: 0.02 + 1e-6 == 0.02 in bf16, so bf16 params barely move.
     assert np.mean(moved(case, "bfloat16", "bfloat16") != 0) < 0.1  # measured 0.02
 

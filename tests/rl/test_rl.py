@@ -262,6 +262,29 @@ def test_microbatches_accumulate_to_the_update_of_one_batch(tmp_path, tokenizer,
         np.testing.assert_allclose(four[0][key], one[0][key], rtol=1e-5, err_msg=key)
 
 
+def test_the_prompt_computed_once_per_group_gives_the_update_of_a_prompt_per_row(
+        tmp_path, tokenizer, scorer, monkeypatch):
+    """Microbatches of one row each get a prompt row per completion (rl.prompt_share 1); one
+    microbatch of the whole rollout gets a prompt row per group of 8 (share 8): same update."""
+    kwargs = dict(steps=1, kl_coef=0.1, **RAGGED)
+    seen = spy(monkeypatch)
+    _, per_group = run(tmp_path / "group", tokenizer, scorer, **kwargs)
+    _, per_row = run(tmp_path / "row", tokenizer, scorer, microbatches=32, **kwargs)
+    (group_mb, row_mb) = seen["minibatches"]
+    assert group_mb["prompts"].shape[:2] == (1, 4) and group_mb["tokens"].shape[:2] == (1, 32)
+    assert row_mb["prompts"].shape[:2] == (32, 1) and row_mb["tokens"].shape[:2] == (32, 1)
+    for key in ("reward/total", "loss", "grad_norm", "kl", "entropy", "ratio/mean"):
+        np.testing.assert_allclose(per_group[0][key], per_row[0][key], rtol=1e-5, err_msg=key)
+
+
+def test_prompt_share_is_the_largest_divisor_of_the_group_each_microbatch_shard_holds():
+    mesh = make_mesh(devices=jax.devices()[:2])
+    for overrides, share in ((dict(), 8), (dict(microbatches=8), 2), (dict(microbatches=16), 1),
+                             (dict(group_size=6, prompts_per_step=4, num_minibatches=3), 2),
+                             (dict(prompts_per_step=32, group_size=16, microbatches=64), 4)):
+        assert rl.prompt_share(config(**overrides), mesh) == share, overrides
+
+
 @pytest.fixture(scope="module")
 def overlong_run(tmp_path_factory, tokenizer, scorer):
     """One step with DAPO's overlong filter and soft overlong penalty (the last 4 of 8 tokens)."""
