@@ -12,10 +12,10 @@ habit):
 
 Sections: ``job`` (a key of r1jax.main.JOBS), ``export``, ``model`` (a named config randomly
 initialised, or an HF checkpoint at ``hf_path``), ``tokenizer`` ("" = the toy world's
-SentencePiece tokenizer trained into the workdir, or the HF checkpoint's), ``data`` (the toy world's problems), the
-reward terms and their weights, the reward pool, the device ``mesh``, the in-loop ``eval`` and
-the ``rl`` settings (r1jax.rl.default_config). The toy world's ``corpus`` and ``pretrain``
-sections are added by the experiments that pretrain a base model.
+SentencePiece tokenizer trained into the workdir, or the HF checkpoint's), ``data`` (the toy
+world's problems), the reward terms and their weights, the reward pool, the device ``mesh``,
+the in-loop ``eval`` and the ``rl`` settings (r1jax.rl.default_config). The toy world's
+``corpus`` and ``pretrain`` sections are added by the experiments that pretrain a base model.
 """
 
 import ml_collections
