@@ -77,7 +77,6 @@ def use_default_cpu_devices() -> None:
         pass
 
 
-
 def check_batch_split(key: str, batch_size: int, microbatches: int, mesh) -> None:
     """A training job's batch (the config key ``key``) splits into ``microbatches`` over the
     mesh's data-parallel devices; otherwise an error naming the key, before anything compiles."""
