@@ -18,8 +18,9 @@ step does not take as arguments), the peak against the chip's HBM, and the flops
 counts, with the step-time bounds they imply at the chip's peak bf16 flops and HBM bandwidth.
 XLA counts a loop's body once: the sampler's figures are those of its prefill and one decode
 step, not of the whole generation, and the update's those of two microbatches (the first, and
-the scanned body the others run), not of all ``microbatches``. "auto" compute dtypes are
-bfloat16, as on a TPU.
+the scanned body the others run), not of all ``microbatches``. A second table scales them to a
+whole RL step (`step_bounds`): per chip, each step's flops and bytes, its time bound and the
+model-flops utilisation that bound allows. "auto" compute dtypes are bfloat16, as on a TPU.
 
 An experiment whose peak exceeds ``1 - HEADROOM`` of a chip's HBM is reported with its largest
 parts and the settings that shrink them, and the command exits 1.
@@ -238,6 +239,89 @@ def fit_report(reports: list[StepReport], parts: dict[str, int], chip: Chip) -> 
     return "\n".join(lines), all(map(fits, reports))
 
 
+@dataclasses.dataclass(frozen=True)
+class StepShape:
+    """What one RL step runs: ``prompts`` x ``samples`` rows of ``prompt_len`` prompt and
+    ``new_tokens`` new positions over ``devices`` chips, in ``minibatches`` x ``microbatches``
+    pieces (the reference pass runs once per piece when ``kl``, the update over each minibatch
+    ``epochs`` times), one prompt row per ``share`` completion rows (`rl.prompt_share`)."""
+
+    prompts: int
+    samples: int
+    prompt_len: int
+    new_tokens: int
+    devices: int
+    minibatches: int
+    microbatches: int
+    epochs: int
+    share: int
+    kl: bool
+
+    @classmethod
+    def of(cls, config, mesh) -> "StepShape":
+        c = config.rl
+        return cls(c.prompts_per_step, c.group_size,
+                   sampling.prompt_bucket(config.data.max_prompt_tokens), c.max_new_tokens,
+                   mesh.devices.size, c.num_minibatches, c.microbatches, c.epochs,
+                   rl.prompt_share(c, mesh), bool(c.kl_coef))
+
+
+def step_bounds(cfg, shape: StepShape, reports: list[StepReport], chip: Chip,
+                compute_itemsize: int) -> list[tuple[str, float, float, float, float]]:
+    """Per chip and per RL step: (step, model flops, flops, bytes, time bound in seconds) of
+    each compiled step, the bound the larger of its flops at peak and its bytes at HBM bandwidth.
+
+    XLA counts a loop's body once, so its figures for a program are scaled by the times the step
+    runs it: the reference once per microbatch, the update's program (two microbatches, the first
+    and the scanned body) microbatches / 2 times per minibatch and epoch. The sampler's program
+    is its prefill and one decode step: the other decode steps are counted here, each reading
+    the weights (gathered, in the compute dtype) and its rows' whole KV cache. Model flops
+    (`models.forward_flops`) count what the shapes need (causal attention, no remat), so model
+    flops / (peak x bound) is the model-flops utilisation the step cannot exceed."""
+    P, N, rows = shape.prompt_len, shape.new_tokens, shape.prompts * shape.samples
+    completion_pairs = rows * (N * P + N * (N + 1) // 2)
+    prompt_rows = rows // shape.share
+    scored = models.forward_flops(cfg, prompt_rows * P + rows * N,
+                                  prompt_rows * P * (P + 1) // 2 + completion_pairs, rows * N)
+    prefill = models.forward_flops(cfg, shape.prompts * P, shape.prompts * P * (P + 1) // 2,
+                                   shape.prompts)
+    decode = models.forward_flops(cfg, rows * N, completion_pairs, rows * N) / shape.devices
+    kv_bytes = 2 * cfg.num_layers * cfg.num_kv_heads * cfg.head_dim * compute_itemsize
+    decode_bytes = N * (models.num_params(cfg) * compute_itemsize
+                        + rows // shape.devices * (P + N) * kv_bytes)
+    model = {"sample": prefill / shape.devices + decode, "reference": scored / shape.devices,
+             "update": 3 * scored * shape.epochs / shape.devices}
+    runs = {"reference": shape.minibatches * shape.microbatches,
+            "update": shape.minibatches * shape.epochs * shape.microbatches
+            / min(2, shape.microbatches)}
+    out = []
+    for r in reports:
+        if r.error:
+            continue
+        if r.name == "sample":
+            rest = (N - 1) / N
+            flops, byte_count = r.flops + decode * rest, r.bytes_accessed + decode_bytes * rest
+            bound = max(r.flops / chip.bf16_flops, r.bytes_accessed / chip.hbm_bytes_per_s) + (
+                rest * max(decode / chip.bf16_flops, decode_bytes / chip.hbm_bytes_per_s))
+        else:
+            flops, byte_count = r.flops * runs[r.name], r.bytes_accessed * runs[r.name]
+            bound = max(flops / chip.bf16_flops, byte_count / chip.hbm_bytes_per_s)
+        out.append((r.name, model[r.name], flops, byte_count, bound))
+    return out
+
+
+def bounds_report(bounds, chip: Chip) -> str:
+    """A markdown table of `step_bounds` with their sum: the RL step's time and MFU bounds."""
+    lines = ["| per RL step, per chip | model TFLOP | TFLOP (XLA, scaled) | GB accessed | "
+             "time bound | MFU at the bound |", "|---|---|---|---|---|---|"]
+    total = ("RL step", *(sum(b[i] for b in bounds) for i in range(1, 5)))
+    for name, model, flops, byte_count, bound in [*bounds, total]:
+        lines.append(f"| {name} | {model / 1e12:,.1f} | {flops / 1e12:,.1f} | "
+                     f"{byte_count / 1e9:,.1f} | {bound:,.2f} s | "
+                     f"{model / (chip.bf16_flops * bound):.0%} |")
+    return "\n".join(lines)
+
+
 _TOPOLOGY = flags.DEFINE_string("topology", None, "a TPU topology, e.g. v5e:2x4, v5p:2x2x4")
 
 
@@ -256,6 +340,11 @@ def main(argv: list[str]) -> bool:
     reports, parts = compile_steps(config, mesh)
     table, fits = fit_report(reports, parts, chip)
     print(table)
+    compute_dtype = "bfloat16" if config.rl.compute_dtype == "auto" else config.rl.compute_dtype
+    print()
+    print(bounds_report(step_bounds(policy.model_config(config.model),
+                                    StepShape.of(config, mesh), reports, chip,
+                                    jnp.dtype(compute_dtype).itemsize), chip))
     return fits
 
 

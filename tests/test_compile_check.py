@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from r1jax import compile_check
+from r1jax import compile_check, models
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOY = os.path.join(REPO, "experiments", "r1_zero_toy.py") + ":smoke"
@@ -63,3 +63,28 @@ def test_the_fit_report_adds_up_the_parts_against_the_chip():
     assert ok and "| 90% | 0.0 | 2.0 ms | 4.0 ms |" in table
     table, ok = compile_check.fit_report([fits, over], {}, chip)
     assert not ok and "update does not fit" in table and "sample does not fit" not in table
+
+
+def test_step_bounds_scale_each_program_to_the_whole_rl_step():
+    cfg = models.get_config("tiny")
+    chip = compile_check.Chip(hbm_bytes=1 << 40, bf16_flops=1e12, hbm_bytes_per_s=1e9)
+    shape = compile_check.StepShape(prompts=4, samples=2, prompt_len=8, new_tokens=4, devices=2,
+                                    minibatches=2, microbatches=4, epochs=3, share=1, kl=True)
+    reports = [compile_check.StepReport("sample", 0, 0, 0, 0, 0, 1e9, 2e6),
+               compile_check.StepReport("reference", 0, 0, 0, 0, 0, 1e9, 1e3),
+               compile_check.StepReport("update", 0, 0, 0, 0, 0, 1e9, 5e6)]
+    bounds = {b[0]: b[1:] for b in compile_check.step_bounds(cfg, shape, reports, chip, 2)}
+    # The reference runs once per microbatch of each minibatch: 8 programs, flops-bound here.
+    assert bounds["reference"][1:] == (8e9, 8e3, pytest.approx(8e-3))
+    # The update's program holds two microbatches: 2 of them per minibatch and epoch, and the
+    # bandwidth bound (5 MB at 1 GB/s, 12 times) is the larger.
+    assert bounds["update"][1:] == (12e9, 60e6, pytest.approx(60e-3))
+    # Training is three forward passes per epoch over every row, the reference one.
+    assert bounds["update"][0] == pytest.approx(3 * shape.epochs * bounds["reference"][0])
+    # The sampler adds three decode steps, each reading all weights (bf16) and the KV cache of
+    # its device's 4 rows x 12 positions, to the program's prefill and first decode step.
+    kv = 2 * cfg.num_layers * cfg.num_kv_heads * cfg.head_dim * 2 * 4 * 12
+    assert bounds["sample"][2] == pytest.approx(2e6 + 3 * (models.num_params(cfg) * 2 + kv))
+    table = compile_check.bounds_report(list(compile_check.step_bounds(
+        cfg, shape, reports, chip, 2)), chip)
+    assert table.splitlines()[-1].startswith("| RL step |")

@@ -3,6 +3,7 @@
 from r1jax.models.configs import (
     Llama3RopeScaling,
     ModelConfig,
+    forward_flops,
     get_config,
     list_configs,
     num_params,
@@ -24,7 +25,7 @@ from r1jax.models.transformer import (
 
 __all__ = [
     "LAYER_MODES", "CheckpointError", "Llama3RopeScaling", "ModelConfig", "abstract_params",
-    "batch_sharding", "continuation_logprobs", "forward", "forward_cached", "get_config",
-    "hidden_states", "init", "init_cache", "list_configs", "load_hf", "num_params",
+    "batch_sharding", "continuation_logprobs", "forward", "forward_cached", "forward_flops",
+    "get_config", "hidden_states", "init", "init_cache", "list_configs", "load_hf", "num_params",
     "padding_positions", "param_shardings", "save_hf", "shard_params", "token_logprobs",
 ]

@@ -57,6 +57,19 @@ def num_params(cfg: ModelConfig) -> int:
     return cfg.vocab_size * d + cfg.num_layers * layer + d + head
 
 
+def forward_flops(cfg: ModelConfig, positions: int, attended_pairs: int, scored: int) -> int:
+    """Model flops of a forward pass, 2 per multiply-add of its matmuls (norms, rope and softmax
+    left out, as model-flops utilisation counts them): the blocks' projections and MLP at
+    ``positions`` token positions, attention scores and values over ``attended_pairs`` (query,
+    key) pairs, summed over positions (a causal row of T positions has T (T + 1) / 2), and the
+    LM head at the ``scored`` positions. A backward pass costs twice its forward."""
+    d, q, kv = cfg.d_model, cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim
+    per_position = cfg.num_layers * (2 * d * q + 2 * d * kv + 3 * d * cfg.ffn_dim)
+    per_pair = cfg.num_layers * 2 * q
+    return 2 * (per_position * positions + per_pair * attended_pairs
+                + d * cfg.vocab_size * scored)
+
+
 def _qwen2(**kw) -> ModelConfig:
     return ModelConfig(family="qwen2", qkv_bias=True, rms_eps=1e-6, **kw)
 

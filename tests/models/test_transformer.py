@@ -31,6 +31,20 @@ def test_num_params_counts_the_initialised_arrays(name):
     assert sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes)) == models.num_params(cfg)
 
 
+@pytest.mark.parametrize("length", [16, 128])
+def test_forward_flops_match_xla_count_of_a_forward_pass(length):
+    # The dense forward computes every (query, key) pair and logits at every position; XLA's
+    # count adds the elementwise work (norms, rope, softmax) that model flops leave out.
+    cfg = models.get_config("toy-1m", d_model=256, ffn_dim=1024, head_dim=64)
+    params = models.abstract_params(cfg)
+    tokens = jax.ShapeDtypeStruct((2, length), jnp.int32)
+    cost = jax.jit(lambda p, t: models.forward(cfg, p, t)).lower(params, tokens).compile()
+    cost = cost.cost_analysis()
+    xla = (cost[0] if isinstance(cost, list) else cost)["flops"]
+    model = models.forward_flops(cfg, 2 * length, 2 * length * length, 2 * length)
+    assert model <= xla <= 1.02 * model
+
+
 def test_unknown_config_and_bad_fields_are_named():
     with pytest.raises(KeyError, match="qwen9"):
         models.get_config("qwen9")
