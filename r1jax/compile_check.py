@@ -341,10 +341,11 @@ def main(argv: list[str]) -> bool:
     table, fits = fit_report(reports, parts, chip)
     print(table)
     compute_dtype = "bfloat16" if config.rl.compute_dtype == "auto" else config.rl.compute_dtype
-    print()
-    print(bounds_report(step_bounds(policy.model_config(config.model),
-                                    StepShape.of(config, mesh), reports, chip,
-                                    jnp.dtype(compute_dtype).itemsize), chip))
+    bounds = step_bounds(policy.model_config(config.model), StepShape.of(config, mesh), reports,
+                         chip, jnp.dtype(compute_dtype).itemsize)
+    if bounds:  # none when XLA refused every step
+        print()
+        print(bounds_report(bounds, chip))
     return fits
 
 

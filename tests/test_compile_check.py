@@ -29,9 +29,11 @@ def test_the_toy_smoke_compiles_for_a_v5e_slice_and_fits():
                        "--config.rl.prompts_per_step=4", "--config.rl.kl_coef=0.01")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "4 x TPU v5 lite, mesh {'data': 4, 'fsdp': 1, 'tensor': 1}" in result.stdout
-    rows = [line.split("|")[1].strip() for line in result.stdout.splitlines()
-            if line.startswith("| ") and not line.startswith("| step")]
-    assert rows == ["sample", "reference", "update"]
+    names = [line.split("|")[1].strip() for line in result.stdout.splitlines()
+             if line.startswith("| ")]
+    # The fit table, then the bounds table with the whole RL step's row.
+    assert names == ["step", "sample", "reference", "update", "per RL step, per chip", "sample",
+                     "reference", "update", "RL step"]
     assert "does not fit" not in result.stdout
 
 
