@@ -110,7 +110,7 @@ def test_the_toy_pipeline_runs_every_stage_and_tabulates_them(tmp_path):
     assert steps[0]["tokens"] > 0
     table = (tmp_path / "results.md").read_text().splitlines()
     assert [row.split(" | ")[0] for row in table[2:]] == [
-        "| base", "| r1_zero", "| r1_zero_language", "| cold_start", "| reasoning_rl_nolang",
+        "| base", "| r1_zero", "| r1_zero_language", "| cold_start",
         "| reasoning_rl", "| sft", "| rl_all"]  # reward models are no policies: not evaluated
     assert all("-" not in row.split(" | ")[1] for row in table[2:])  # pass@1 of every stage
     before = {p: p.stat().st_mtime for p in tmp_path.rglob("*") if p.is_file()}
