@@ -243,8 +243,8 @@ def fit_report(reports: list[StepReport], parts: dict[str, int], chip: Chip) -> 
 class StepShape:
     """What one RL step runs: ``prompts`` x ``samples`` rows of ``prompt_len`` prompt and
     ``new_tokens`` new positions over ``devices`` chips, in ``minibatches`` x ``microbatches``
-    pieces (the reference pass runs once per piece when ``kl``, the update over each minibatch
-    ``epochs`` times), one prompt row per ``share`` completion rows (`rl.prompt_share`)."""
+    pieces (the reference pass, when compiled, runs once per piece; the update over each
+    minibatch ``epochs`` times), one prompt row per ``share`` completion rows."""
 
     prompts: int
     samples: int
@@ -255,7 +255,6 @@ class StepShape:
     microbatches: int
     epochs: int
     share: int
-    kl: bool
 
     @classmethod
     def of(cls, config, mesh) -> "StepShape":
@@ -263,7 +262,7 @@ class StepShape:
         return cls(c.prompts_per_step, c.group_size,
                    sampling.prompt_bucket(config.data.max_prompt_tokens), c.max_new_tokens,
                    mesh.devices.size, c.num_minibatches, c.microbatches, c.epochs,
-                   rl.prompt_share(c, mesh), bool(c.kl_coef))
+                   rl.prompt_share(c, mesh))
 
 
 def step_bounds(cfg, shape: StepShape, reports: list[StepReport], chip: Chip,

@@ -71,7 +71,7 @@ def test_step_bounds_scale_each_program_to_the_whole_rl_step():
     cfg = models.get_config("tiny")
     chip = compile_check.Chip(hbm_bytes=1 << 40, bf16_flops=1e12, hbm_bytes_per_s=1e9)
     shape = compile_check.StepShape(prompts=4, samples=2, prompt_len=8, new_tokens=4, devices=2,
-                                    minibatches=2, microbatches=4, epochs=3, share=1, kl=True)
+                                    minibatches=2, microbatches=4, epochs=3, share=1)
     reports = [compile_check.StepReport("sample", 0, 0, 0, 0, 0, 1e9, 2e6),
                compile_check.StepReport("reference", 0, 0, 0, 0, 0, 1e9, 1e3),
                compile_check.StepReport("update", 0, 0, 0, 0, 0, 1e9, 5e6)]
