@@ -14,11 +14,12 @@ starts). Per step, from step 3 on (the first two include compilation), medians o
 loop iteration, its parts (sampling; rewards; reference pass + update), the process's CPU seconds
 per wall second (how many cores it used) and its minor page faults (memory the kernel had to
 map afresh: allocation churn). "update compiles" is how many programs the update compiled for the
-whole run (1: every step reused the first). Each device count runs three ways: as r1jax ran
-before issue 18's changes (no huge pages, every completion row with its own copy of the prompt in
-the reference pass and the update), with huge pages for glibc's malloc (`r1jax.huge_pages`,
-which `python -m r1jax.main` sets), and with both huge pages and each prompt computed once per
-group (`rl.prompt_share`; what `rl.train` does).
+whole run (1: every step reused the first). Each device count runs four ways, each adding one
+change to the one before: as r1jax ran before issue 18's changes (no huge pages, every completion
+row with its own copy of the prompt in the reference pass and the update, the Linear layers'
+kernel gradient in JAX's own form), with huge pages for glibc's malloc (`r1jax.huge_pages`,
+which `python -m r1jax.main` sets), with each prompt computed once per group (`rl.prompt_share`),
+and with the kernel gradient as x^T dy (`models.transformer._matmul`): what `rl.train` does.
 """
 
 import argparse
@@ -135,6 +136,7 @@ def main():
     parser.add_argument("--cpu_devices", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # a child: this many devices
     parser.add_argument("--prompt_per_row", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--jax_kernel_grad", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         from r1jax import rl
@@ -143,6 +145,13 @@ def main():
         use_cpu_devices(args.one)
         if args.prompt_per_row:  # the update as it was: every row recomputes its prompt
             rl.prompt_share = lambda c, mesh: 1
+        if args.jax_kernel_grad:  # the Linear layers' backward as JAX derives it
+            import jax
+
+            from r1jax.models import transformer
+
+            transformer._linear_dot_general = lambda x, kernel, dims, **kw: \
+                jax.lax.dot_general(x, kernel, dims)
         print("RESULT " + json.dumps(measure(args.steps)))
         return
     from r1jax import huge_pages
@@ -150,26 +159,31 @@ def main():
     plain = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
     results = []
     for devices in args.cpu_devices:
-        for with_huge_pages, shared in ((False, False), (True, False), (True, True)):
+        for with_huge_pages, shared, xt_dy in ((False, False, False), (True, False, False),
+                                               (True, True, False), (True, True, True)):
             env = huge_pages.environment(plain) if with_huge_pages else plain
+            flags = ([] if shared else ["--prompt_per_row"]) + (
+                [] if xt_dy else ["--jax_kernel_grad"])
             out = subprocess.run([sys.executable, __file__, f"--steps={args.steps}",
-                                  f"--one={devices}"] + ([] if shared else ["--prompt_per_row"]),
+                                  f"--one={devices}"] + flags,
                                  capture_output=True, text=True, check=True,
                                  env={**env, "JAX_PLATFORMS": "cpu"}).stdout
             result = json.loads(out.split("RESULT ", 1)[1])
-            results.append({**result, "huge_pages": with_huge_pages, "shared": shared})
+            results.append({**result, "huge_pages": with_huge_pages, "shared": shared,
+                            "xt_dy": xt_dy})
     base = results[0]["step_s"]
     tokens = PROMPTS * GROUP * NEW_TOKENS
     print(f"\njax {results[0]['jax']}; toy-1m, {PROMPTS} prompts x {GROUP} samples, "
           f"{PROMPT_TOKENS}-token prompts, {NEW_TOKENS} new tokens; medians of steps "
           f"3-{args.steps}")
-    print("| CPU devices | huge pages | prompt once per group | step s | sample s | reward s "
-          "| ref + update s | generated tokens/s | cores used | page faults/step "
-          "| update compiles | step vs first row |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| CPU devices | huge pages | prompt once per group | kernel gradient x^T dy | step s "
+          "| sample s | reward s | ref + update s | generated tokens/s | cores used "
+          "| page faults/step | update compiles | step vs first row |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         print(f"| {r['devices']} | {'yes' if r['huge_pages'] else 'no'} "
-              f"| {'yes' if r['shared'] else 'no'} | {r['step_s']:.3f} "
+              f"| {'yes' if r['shared'] else 'no'} | {'yes' if r['xt_dy'] else 'no'} "
+              f"| {r['step_s']:.3f} "
               f"| {r['sample_s']:.3f} | {r['reward_s']:.3f} "
               f"| {r['train_s']:.3f} | {tokens / r['step_s']:,.0f} | {r['cores']:.2f} "
               f"| {r['faults']:,.0f} | {r['update_compiles']} | {r['step_s'] / base:.2f}x |")

@@ -39,9 +39,43 @@ class RMSNorm(nnx.Module):
         return self.scale[...] * x32.astype(x.dtype)
 
 
+@jax.custom_vjp
+def _matmul(x_BXI, kernel_IO):
+    return jax.lax.dot_general(x_BXI, kernel_IO, (((x_BXI.ndim - 1,), (0,)), ((), ())))
+
+
+def _matmul_fwd(x_BXI, kernel_IO):
+    return _matmul(x_BXI, kernel_IO), (x_BXI, kernel_IO)
+
+
+def _matmul_bwd(residuals, dy_BXO):
+    """JAX's own transpose of the matmul, except that the kernel's gradient is the product
+    x^T dy [I, O] rather than (dy^T x)^T. XLA:CPU's dot wants its contracting dimension minor on
+    the left operand, so it transposes whichever operand sits there: JAX's form has it copy the
+    [tokens, O] output gradient (the MLP's 512 columns at toy-1m, through a slow strided loop:
+    a fifth of the update), this one the [tokens, I] input. Same products, same sums; only the
+    accumulation order may differ (float rounding)."""
+    x_BXI, kernel_IO = residuals
+    batch = tuple(range(x_BXI.ndim - 1))
+    dx = jax.lax.dot_general(dy_BXO, kernel_IO, (((dy_BXO.ndim - 1,), (1,)), ((), ())))
+    dkernel = jax.lax.dot_general(x_BXI, dy_BXO, ((batch, batch), ((), ())))
+    return dx.astype(x_BXI.dtype), dkernel.astype(kernel_IO.dtype)
+
+
+_matmul.defvjp(_matmul_fwd, _matmul_bwd)
+
+
+def _linear_dot_general(x, kernel, dimension_numbers, precision=None, **kwargs):
+    """nnx.Linear's product (x's last axis with the kernel's first) as ``_matmul``."""
+    if dimension_numbers != (((x.ndim - 1,), (0,)), ((), ())) or precision is not None or any(
+            v is not None for v in kwargs.values()):
+        raise ValueError(f"unexpected Linear product {dimension_numbers}, {precision}, {kwargs}")
+    return _matmul(x, kernel)
+
+
 def _linear(d_in, d_out, bias, dtype, rngs):
     return nnx.Linear(d_in, d_out, use_bias=bias, kernel_init=_INIT, dtype=dtype,
-                      param_dtype=dtype, rngs=rngs)
+                      param_dtype=dtype, dot_general=_linear_dot_general, rngs=rngs)
 
 
 def rope_angles(cfg: ModelConfig, positions_BT):

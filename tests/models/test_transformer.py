@@ -155,6 +155,26 @@ def test_bf16_params_give_float32_logits_close_to_fp32(model):
     assert error.max() < 0.03 and np.sqrt(np.mean(error**2)) < 0.006, error.max()
 
 
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_linear_layers_gradients_equal_the_numpy_formulas(dtype):
+    """The Linear layers' own backward pass (kernel gradient x^T dy, see transformer._matmul):
+    gradients of sum(sin(x W)) against float64 numpy, for a [B, T, I] input."""
+    from r1jax.models import transformer
+
+    rng = np.random.default_rng(0)
+    x, w = rng.normal(size=(2, 5, 6)), rng.normal(size=(6, 3)) / 3
+    def loss(x, w):
+        return jnp.sum(jnp.sin(transformer._matmul(x, w).astype(jnp.float32)))
+
+    dx, dw = jax.grad(loss, argnums=(0, 1))(jnp.asarray(x, dtype), jnp.asarray(w, dtype))
+    assert dx.dtype == dw.dtype == dtype and dx.shape == x.shape and dw.shape == w.shape
+    dy = np.cos(x @ w)
+    tol = 1e-5 if dtype == jnp.float32 else 5e-2
+    np.testing.assert_allclose(np.asarray(dx, np.float64), dy @ w.T, rtol=tol, atol=tol)
+    np.testing.assert_allclose(np.asarray(dw, np.float64),
+                               x.reshape(-1, 6).T @ dy.reshape(-1, 3), rtol=tol, atol=tol)
+
+
 @pytest.mark.parametrize("tie", [True, False])
 def test_chunked_logprobs_equal_the_dense_ones_in_value_and_gradient(tie):
     cfg = models.get_config("tiny", vocab_size=97, tie_embeddings=tie)
