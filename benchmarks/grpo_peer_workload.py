@@ -19,7 +19,8 @@ change to the one before: as r1jax ran before issue 18's changes (no huge pages,
 row with its own copy of the prompt in the reference pass and the update, the Linear layers'
 kernel gradient in JAX's own form), with huge pages for glibc's malloc (`r1jax.huge_pages`,
 which `python -m r1jax.main` sets), with each prompt computed once per group (`rl.prompt_share`),
-and with the kernel gradient as x^T dy (`models.transformer._matmul`): what `rl.train` does.
+and with the kernel gradient's transposed copy made of the narrower of x and dy
+(`models.transformer._matmul`): what `rl.train` does.
 """
 
 import argparse
@@ -176,7 +177,8 @@ def main():
     print(f"\njax {results[0]['jax']}; toy-1m, {PROMPTS} prompts x {GROUP} samples, "
           f"{PROMPT_TOKENS}-token prompts, {NEW_TOKENS} new tokens; medians of steps "
           f"3-{args.steps}")
-    print("| CPU devices | huge pages | prompt once per group | kernel gradient x^T dy | step s "
+    print("| CPU devices | huge pages | prompt once per group | narrower copy in kernel gradient "
+          "| step s "
           "| sample s | reward s | ref + update s | generated tokens/s | cores used "
           "| page faults/step | update compiles | step vs first row |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")

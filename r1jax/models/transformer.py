@@ -49,16 +49,20 @@ def _matmul_fwd(x_BXI, kernel_IO):
 
 
 def _matmul_bwd(residuals, dy_BXO):
-    """JAX's own transpose of the matmul, except that the kernel's gradient is the product
-    x^T dy [I, O] rather than (dy^T x)^T. XLA:CPU's dot wants its contracting dimension minor on
-    the left operand, so it transposes whichever operand sits there: JAX's form has it copy the
-    [tokens, O] output gradient (the MLP's 512 columns at toy-1m, through a slow strided loop:
-    a fifth of the update), this one the [tokens, I] input. Same products, same sums; only the
-    accumulation order may differ (float rounding)."""
+    """JAX's own transpose of the matmul, except for the kernel's gradient: XLA:CPU's dot wants
+    its contracting dimension minor on the left operand, so it copies whichever operand sits
+    there into a transposed layout, through a slow strided loop. JAX's form, (dy^T x)^T, puts
+    the [tokens, O] output gradient there whatever its width (at toy-1m, the copies of the MLP's
+    512-wide gradients were a fifth of the update). Here the narrower of x and dy sits there:
+    x^T dy when I <= O, else (dy^T x)^T. Same products and sums; the accumulation order, and so
+    the float rounding, may differ."""
     x_BXI, kernel_IO = residuals
     batch = tuple(range(x_BXI.ndim - 1))
     dx = jax.lax.dot_general(dy_BXO, kernel_IO, (((dy_BXO.ndim - 1,), (1,)), ((), ())))
-    dkernel = jax.lax.dot_general(x_BXI, dy_BXO, ((batch, batch), ((), ())))
+    if kernel_IO.shape[0] <= kernel_IO.shape[1]:
+        dkernel = jax.lax.dot_general(x_BXI, dy_BXO, ((batch, batch), ((), ())))
+    else:
+        dkernel = jax.lax.dot_general(dy_BXO, x_BXI, ((batch, batch), ((), ()))).T
     return dx.astype(x_BXI.dtype), dkernel.astype(kernel_IO.dtype)
 
 

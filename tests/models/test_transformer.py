@@ -156,13 +156,16 @@ def test_bf16_params_give_float32_logits_close_to_fp32(model):
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
-def test_linear_layers_gradients_equal_the_numpy_formulas(dtype):
-    """The Linear layers' own backward pass (kernel gradient x^T dy, see transformer._matmul):
-    gradients of sum(sin(x W)) against float64 numpy, for a [B, T, I] input."""
+@pytest.mark.parametrize("width_in,width_out", [(6, 3), (3, 6)])  # both forms of the backward
+def test_linear_layers_gradients_equal_the_numpy_formulas(dtype, width_in, width_out):
+    """The Linear layers' own backward pass (transformer._matmul): gradients of sum(sin(x W))
+    against float64 numpy, for a [B, T, I] input."""
     from r1jax.models import transformer
 
     rng = np.random.default_rng(0)
-    x, w = rng.normal(size=(2, 5, 6)), rng.normal(size=(6, 3)) / 3
+    x = rng.normal(size=(2, 5, width_in))
+    w = rng.normal(size=(width_in, width_out)) / width_in ** 0.5
+
     def loss(x, w):
         return jnp.sum(jnp.sin(transformer._matmul(x, w).astype(jnp.float32)))
 
@@ -172,7 +175,8 @@ def test_linear_layers_gradients_equal_the_numpy_formulas(dtype):
     tol = 1e-5 if dtype == jnp.float32 else 5e-2
     np.testing.assert_allclose(np.asarray(dx, np.float64), dy @ w.T, rtol=tol, atol=tol)
     np.testing.assert_allclose(np.asarray(dw, np.float64),
-                               x.reshape(-1, 6).T @ dy.reshape(-1, 3), rtol=tol, atol=tol)
+                               x.reshape(-1, width_in).T @ dy.reshape(-1, width_out),
+                               rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize("tie", [True, False])
