@@ -160,33 +160,32 @@ def main():
     plain = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
     results = []
     for devices in args.cpu_devices:
-        for with_huge_pages, shared, xt_dy in ((False, False, False), (True, False, False),
-                                               (True, True, False), (True, True, True)):
+        for with_huge_pages, shared, narrower_copy in (
+                (False, False, False), (True, False, False), (True, True, False),
+                (True, True, True)):
             env = huge_pages.environment(plain) if with_huge_pages else plain
             flags = ([] if shared else ["--prompt_per_row"]) + (
-                [] if xt_dy else ["--jax_kernel_grad"])
+                [] if narrower_copy else ["--jax_kernel_grad"])
             out = subprocess.run([sys.executable, __file__, f"--steps={args.steps}",
                                   f"--one={devices}"] + flags,
                                  capture_output=True, text=True, check=True,
                                  env={**env, "JAX_PLATFORMS": "cpu"}).stdout
             result = json.loads(out.split("RESULT ", 1)[1])
             results.append({**result, "huge_pages": with_huge_pages, "shared": shared,
-                            "xt_dy": xt_dy})
+                            "narrower_copy": narrower_copy})
     base = results[0]["step_s"]
     tokens = PROMPTS * GROUP * NEW_TOKENS
     print(f"\njax {results[0]['jax']}; toy-1m, {PROMPTS} prompts x {GROUP} samples, "
           f"{PROMPT_TOKENS}-token prompts, {NEW_TOKENS} new tokens; medians of steps "
           f"3-{args.steps}")
     print("| CPU devices | huge pages | prompt once per group | narrower copy in kernel gradient "
-          "| step s "
-          "| sample s | reward s | ref + update s | generated tokens/s | cores used "
+          "| step s | sample s | reward s | ref + update s | generated tokens/s | cores used "
           "| page faults/step | update compiles | step vs first row |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         print(f"| {r['devices']} | {'yes' if r['huge_pages'] else 'no'} "
-              f"| {'yes' if r['shared'] else 'no'} | {'yes' if r['xt_dy'] else 'no'} "
-              f"| {r['step_s']:.3f} "
-              f"| {r['sample_s']:.3f} | {r['reward_s']:.3f} "
+              f"| {'yes' if r['shared'] else 'no'} | {'yes' if r['narrower_copy'] else 'no'} "
+              f"| {r['step_s']:.3f} | {r['sample_s']:.3f} | {r['reward_s']:.3f} "
               f"| {r['train_s']:.3f} | {tokens / r['step_s']:,.0f} | {r['cores']:.2f} "
               f"| {r['faults']:,.0f} | {r['update_compiles']} | {r['step_s'] / base:.2f}x |")
 
